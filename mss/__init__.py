@@ -1,0 +1,2 @@
+"""mss: a SIP softswitch (IP-PBX) built on Twisted."""
+__version__ = "0.1.0"

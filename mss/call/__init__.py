@@ -1,0 +1,1 @@
+"""call layer (see DESIGN.md)."""

@@ -1,0 +1,1 @@
+"""registrar layer (see DESIGN.md)."""

@@ -1,0 +1,1 @@
+"""trunk layer (see DESIGN.md)."""
