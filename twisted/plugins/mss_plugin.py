@@ -5,3 +5,4 @@ Kept cheap: the real code is imported lazily by ServiceMaker.
 from twisted.application.service import ServiceMaker
 
 mss = ServiceMaker("mss", "mss.tap", "mss SIP softswitch (IP-PBX)", "mss")
+mss_media = ServiceMaker("mss-media", "mss.media.tap", "mss media gateway (RTP relay, G.711 mixer)", "mss-media")
