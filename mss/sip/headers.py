@@ -1,0 +1,364 @@
+"""Header names and the structured header values a SIP server relies on (RFC 3261 §7.3, §20, §25).
+
+- ``canonical(name)``: lower-case full name for any spelling, compact forms expanded.
+- ``split_values``: splits a multi-value header at commas outside quotes and ``<...>``.
+- ``NameAddr`` (From, To, Contact, Route, Record-Route, ...), ``Via`` (with received/rport
+  per RFC 3581, maddr, ttl, branch) and ``CSeq`` parsed into frozen attrs values.
+Values keep their original text in ``raw`` so that untouched headers serialize unchanged.
+"""
+# -*- test-case-name: tests.sip.test_headers -*-
+from __future__ import annotations
+
+import re
+
+import attrs
+
+from mss.sip.errors import SIPParseError
+from mss.sip.uri import URI, parse_uri, split_host_port, valid_host
+
+COMPACT = {
+    "i": "call-id", "m": "contact", "f": "from", "t": "to", "v": "via", "l": "content-length",
+    "c": "content-type", "k": "supported", "s": "subject", "e": "content-encoding",
+    "o": "event", "r": "refer-to", "b": "referred-by", "u": "allow-events",
+    "x": "session-expires", "a": "accept-contact", "j": "reject-contact",
+    "d": "request-disposition", "y": "identity", "n": "identity-info",
+}
+
+# Headers whose values are comma-separated lists (RFC 3261 §7.3.1). The authentication
+# headers are not: their parameters contain commas.
+MULTI = frozenset((
+    "via", "contact", "route", "record-route", "allow", "supported", "require",
+    "proxy-require", "unsupported", "accept", "accept-encoding", "accept-language",
+    "content-encoding", "allow-events", "in-reply-to", "warning", "error-info", "call-info",
+    "alert-info", "history-info", "diversion", "path", "service-route", "reason",
+    "p-asserted-identity", "p-preferred-identity", "security-client", "security-server",
+    "security-verify", "privacy",
+))
+
+# Headers that must appear once (RFC 3261 §20, RFC 4475 §3.4.8-9).
+SINGLE = frozenset(("call-id", "cseq", "from", "to", "max-forwards", "content-length",
+                    "content-type", "expires", "min-expires", "rseq", "rack"))
+
+# How we spell headers we create (serialization keeps received spelling otherwise).
+PRETTY = {
+    "call-id": "Call-ID", "cseq": "CSeq", "www-authenticate": "WWW-Authenticate",
+    "rseq": "RSeq", "rack": "RAck", "mime-version": "MIME-Version",
+    "p-asserted-identity": "P-Asserted-Identity", "p-preferred-identity": "P-Preferred-Identity",
+}
+
+_TOKEN = re.compile(r"^[A-Za-z0-9\-.!%*_+`'~]+$")
+_LWS = " \t"
+
+
+_CANONICAL: dict[str, str] = {}
+
+
+def canonical(name: str) -> str:
+    """Lower-case full header name (cached: header spellings repeat)."""
+    key = _CANONICAL.get(name)
+    if key is None:
+        lower = name.lower()
+        key = COMPACT.get(lower, lower)
+        if len(_CANONICAL) < 2048:
+            _CANONICAL[name] = key
+    return key
+
+
+def pretty(name: str) -> str:
+    lower = canonical(name)
+    return PRETTY.get(lower) or "-".join(p.capitalize() for p in lower.split("-"))
+
+
+def is_token(text: str) -> bool:
+    return _TOKEN.match(text) is not None
+
+
+def split_values(value: str) -> list[str]:
+    """Split at commas that are not inside quotes or angle brackets."""
+    if "," not in value:
+        return [value.strip()]
+    if '"' not in value and "<" not in value:
+        return [v.strip() for v in value.split(",")]
+    out, start, quoted, angle, i, n = [], 0, False, False, 0, len(value)
+    while i < n:
+        c = value[i]
+        if quoted:
+            if c == "\\":
+                i += 1
+            elif c == '"':
+                quoted = False
+        elif c == '"':
+            quoted = True
+        elif c == "<":
+            angle = True
+        elif c == ">":
+            angle = False
+        elif c == "," and not angle:
+            out.append(value[start:i].strip())
+            start = i + 1
+        i += 1
+    if quoted:
+        raise SIPParseError("unterminated quoted string")
+    out.append(value[start:].strip())
+    return out
+
+
+def read_quoted(text: str, start: int) -> tuple[str, int]:
+    """Read a quoted-string beginning at ``text[start] == '"'``; return (unescaped, end)."""
+    end = text.find('"', start + 1)
+    if end > 0 and "\\" not in text[start:end]:
+        return text[start + 1:end], end + 1
+    out, i, n = [], start + 1, len(text)
+    while i < n:
+        c = text[i]
+        if c == "\\":
+            if i + 1 >= n:
+                break
+            out.append(text[i + 1])
+            i += 2
+            continue
+        if c == '"':
+            return "".join(out), i + 1
+        out.append(c)
+        i += 1
+    raise SIPParseError("unterminated quoted string")
+
+
+def quote(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+_SIMPLE_PARAMS = re.compile(r"^(?:;[A-Za-z0-9\-.!%*_+`'~]+(?:=[A-Za-z0-9\-.!%*_+`'~:\[\]]+)?)+$")
+
+
+def parse_params(text: str, where: str = "header") -> tuple:
+    """``;name[=value]`` list (value token, host or quoted-string) into ((name, value), ...)."""
+    if _SIMPLE_PARAMS.match(text):           # the common case: no LWS, no quotes
+        out = []
+        for item in text[1:].split(";"):
+            name, sep, value = item.partition("=")
+            out.append((name.lower(), value if sep else None))
+        return tuple(out)
+    out = []
+    i, n = 0, len(text)
+    while i < n:
+        while i < n and text[i] in _LWS:
+            i += 1
+        if i >= n:
+            break
+        if text[i] != ";":
+            raise SIPParseError(f"bad {where} parameters {text!r}")
+        i += 1
+        j = i
+        while j < n and text[j] not in "=;":
+            j += 1
+        name = text[i:j].strip(_LWS)
+        if not name or not is_token(name):
+            raise SIPParseError(f"bad {where} parameter name {name!r}")
+        value = None
+        if j < n and text[j] == "=":
+            j += 1
+            while j < n and text[j] in _LWS:
+                j += 1
+            if j < n and text[j] == '"':
+                raw_start = j
+                _, j = read_quoted(text, j)
+                value = text[raw_start:j]
+            else:
+                k = j
+                while j < n and text[j] != ";":
+                    j += 1
+                value = text[k:j].strip(_LWS)
+                if not value or any(c in value for c in ' \t"<>,'):
+                    raise SIPParseError(f"bad {where} parameter value {value!r}")
+        out.append((name.lower(), value))
+        i = j
+    return tuple(out)
+
+
+def format_params(params: tuple) -> str:
+    return "".join(f";{k}" if v is None else f";{k}={v}" for k, v in params)
+
+
+def _param(params: tuple, name: str, default=None):
+    for key, value in params:
+        if key == name:
+            return value if value is not None else ""
+    return default
+
+
+@attrs.frozen(slots=True)
+class NameAddr:
+    """``[display] <uri> *(;param)`` or ``addr-spec *(;param)`` (From, To, Contact, Route...)."""
+
+    uri: URI
+    display: str | None = None
+    params: tuple = ()
+    raw: str | None = attrs.field(default=None, eq=False, repr=False)
+
+    def param(self, name: str, default=None):
+        return _param(self.params, name, default)
+
+    @property
+    def tag(self) -> str | None:
+        return _param(self.params, "tag")
+
+    def with_param(self, name: str, value: str | None) -> "NameAddr":
+        params = tuple(p for p in self.params if p[0] != name) + ((name, value),)
+        return attrs.evolve(self, params=params, raw=None)
+
+    def evolve(self, **changes) -> "NameAddr":
+        return attrs.evolve(self, raw=None, **changes)
+
+    def __str__(self) -> str:
+        if self.raw is not None:
+            return self.raw
+        display = ""
+        if self.display:
+            display = (self.display if is_token_list(self.display) else quote(self.display)) + " "
+        return f"{display}<{self.uri}>{format_params(self.params)}"
+
+
+def is_token_list(text: str) -> bool:
+    return all(is_token(word) for word in text.split(" ")) if text else False
+
+
+def parse_name_addr(value: str) -> NameAddr:
+    """Parse one name-addr or addr-spec with its header parameters."""
+    text = value.strip(_LWS)
+    display = None
+    if text.startswith('"'):
+        display, end = read_quoted(text, 0)
+        rest = text[end:].lstrip(_LWS)
+        if not rest.startswith("<"):
+            raise SIPParseError(f"expected <URI> after display name in {value!r}")
+    else:
+        lt = text.find("<")
+        if lt >= 0:
+            words = text[:lt].strip(_LWS)
+            if words:
+                if not all(is_token(w) for w in words.split()):
+                    raise SIPParseError(f"bad display name {words!r}")
+                display = " ".join(words.split())
+            rest = text[lt:]
+        else:
+            rest = None
+    if rest is not None:
+        gt = rest.find(">")
+        if gt < 0:
+            raise SIPParseError(f"missing '>' in {value!r}")
+        uri = parse_uri(rest[1:gt])
+        params = parse_params(rest[gt + 1:]) if gt + 1 < len(rest) else ()
+    else:
+        # addr-spec: no display, no '<'; a URI with ',', ';' or '?' must be in <> (§20)
+        cut = text.find(";")
+        spec = text if cut < 0 else text[:cut]
+        spec = spec.rstrip(_LWS)
+        if not spec or any(c in spec for c in " \t?,"):
+            raise SIPParseError(f"bad addr-spec {value!r}")
+        uri = parse_uri(spec)
+        params = parse_params(text[cut:]) if cut >= 0 else ()
+    return NameAddr(uri, display, params, raw=text)
+
+
+@attrs.frozen(slots=True)
+class Via:
+    """``SIP/2.0/transport sent-by *(;param)`` (RFC 3261 §20.42, RFC 3581)."""
+
+    transport: str
+    host: str
+    port: int | None = None
+    params: tuple = ()
+    raw: str | None = attrs.field(default=None, eq=False, repr=False)
+
+    def param(self, name: str, default=None):
+        return _param(self.params, name, default)
+
+    @property
+    def branch(self) -> str | None:
+        return _param(self.params, "branch")
+
+    @property
+    def sent_by(self) -> str:
+        return self.host if self.port is None else f"{self.host}:{self.port}"
+
+    def with_params(self, **values) -> "Via":
+        """Set parameters (value None for a flag, e.g. rport with no value)."""
+        params = list(self.params)
+        for name, value in values.items():
+            for i, (key, _) in enumerate(params):
+                if key == name:
+                    params[i] = (name, value)
+                    break
+            else:
+                params.append((name, value))
+        return attrs.evolve(self, params=tuple(params), raw=None)
+
+    def __str__(self) -> str:
+        if self.raw is not None:
+            return self.raw
+        return f"SIP/2.0/{self.transport} {self.sent_by}{format_params(self.params)}"
+
+
+_VIA = re.compile(r"^SIP[ \t]*/[ \t]*2\.0[ \t]*/[ \t]*([A-Za-z0-9\-.!%*_+`'~]+)[ \t]+([^;]+)(.*)$",
+                  re.I | re.S)
+
+
+def parse_via(value: str) -> Via:
+    m = _VIA.match(value.strip(_LWS))
+    if m is None:
+        raise SIPParseError(f"bad Via {value!r}")
+    transport, hostport, rest = m.groups()
+    hostport = hostport.strip(_LWS).replace(" ", "").replace("\t", "")
+    try:
+        host, port = split_host_port(hostport)
+    except ValueError as e:
+        raise SIPParseError(f"bad Via sent-by {hostport!r}: {e}")
+    if not valid_host(host):
+        raise SIPParseError(f"bad Via host {host!r}")
+    params = parse_params(rest, "Via") if rest else ()
+    for name, pvalue in params:
+        if name == "received" and pvalue is not None:
+            h = pvalue
+            if ":" in h and not h.startswith("["):
+                h = f"[{h}]"          # RFC 5118 §4.5: IPv6 received without brackets
+            if not valid_host(h):
+                raise SIPParseError(f"bad Via received {pvalue!r}")
+        elif name == "rport" and pvalue is not None and not (pvalue.isdigit() and int(pvalue) < 65536):
+            raise SIPParseError(f"bad Via rport {pvalue!r}")
+        elif name == "ttl" and not (pvalue and pvalue.isdigit() and int(pvalue) <= 255):
+            raise SIPParseError(f"bad Via ttl {pvalue!r}")
+        elif name == "maddr" and not (pvalue and valid_host(pvalue)):
+            raise SIPParseError(f"bad Via maddr {pvalue!r}")
+    return Via(transport.upper(), host, port, params, raw=value.strip(_LWS))
+
+
+@attrs.frozen(slots=True)
+class CSeq:
+    number: int
+    method: str
+
+    def __str__(self) -> str:
+        return f"{self.number} {self.method}"
+
+
+def parse_cseq(value: str) -> CSeq:
+    parts = value.split()
+    if len(parts) != 2 or not parts[0].isdigit() or len(parts[0]) > 10 or not is_token(parts[1]):
+        raise SIPParseError(f"bad CSeq {value!r}")
+    number = int(parts[0])
+    if number >= 2 ** 31:
+        raise SIPParseError(f"CSeq number {number} too large")
+    return CSeq(number, parts[1])
+
+
+def parse_int(value: str, name: str, limit: int = 2 ** 32 - 1) -> int:
+    value = value.strip(_LWS)
+    if not value.isdigit() or len(value) > 10 or int(value) > limit:
+        raise SIPParseError(f"bad {name} {value!r}")
+    return int(value)
+
+
+def parse_token_list(value: str) -> list[str]:
+    """Comma-separated option tags / methods (Supported, Require, Allow)."""
+    return [v.strip() for v in value.split(",") if v.strip()]
