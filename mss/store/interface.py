@@ -1,0 +1,219 @@
+# -*- test-case-name: tests.store.test_sqlite -*-
+"""What the store holds and the interface every store implements.
+
+Provisioning (extensions, their permissions and digest secrets), live registration bindings,
+address bans and the generic data of the Lua services live behind ``IStore``. ``SQLiteStore``
+(mss.store.sqlite) is the embedded implementation; the interface stays narrow enough that a
+PostgreSQL implementation can serve several call servers later.
+
+All methods are synchronous and quick: the switch calls them on the reactor thread.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import attrs
+from zope.interface import Interface
+
+__all__ = [
+    "StoreError", "ExtensionExists", "NoSuchExtension", "Extension", "Binding", "Ban",
+    "IStore", "validate_number", "validate_permission", "validate_name", "validate_key",
+    "DIGEST_ALGORITHMS",
+]
+
+#: The digest algorithms whose HA1 the store keeps for every extension (RFC 8760).
+DIGEST_ALGORITHMS = ("MD5", "SHA-256")
+
+
+class StoreError(Exception):
+    """A request the store refuses; the message is meant for the operator."""
+
+
+class ExtensionExists(StoreError):
+    pass
+
+
+class NoSuchExtension(StoreError):
+    pass
+
+
+_NUMBER = re.compile(r"\+?[0-9]+")
+_PERMISSION = re.compile(r"[a-z][a-z0-9_]{0,31}")
+_NAME_PART = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
+
+
+def validate_number(number: Any) -> str:
+    """An extension number: digits with an optional leading ``+``, 1-32 characters in all."""
+    if not isinstance(number, str):
+        raise StoreError(f"extension number must be text, not {type(number).__name__}")
+    if not number:
+        raise StoreError("extension number is empty")
+    if len(number) > 32:
+        raise StoreError(f"extension number {number[:40]!r} is longer than 32 characters")
+    if not _NUMBER.fullmatch(number):
+        raise StoreError(f"extension number {number!r} must be digits, optionally with a leading +")
+    return number
+
+
+def validate_permission(permission: Any) -> str:
+    """Permission names are lower-case identifiers such as ``multi_device`` (hyphens accepted)."""
+    if not isinstance(permission, str):
+        raise StoreError(f"permission must be text, not {type(permission).__name__}")
+    name = permission.replace("-", "_")
+    if not _PERMISSION.fullmatch(name):
+        raise StoreError(f"permission {permission!r} must be a lower-case name like multi_device")
+    return name
+
+
+def validate_name(kind: str, value: Any) -> str:
+    """Service, table and key names used by the Lua services."""
+    if not isinstance(value, str) or not _NAME_PART.fullmatch(value):
+        raise StoreError(f"{kind} {value!r} must be 1-64 letters, digits, '_', '.' or '-'")
+    return value
+
+
+def validate_key(key: Any) -> str:
+    """Keys of service settings and extension data: 1-128 characters of printable text."""
+    if not isinstance(key, str) or not 0 < len(key) <= 128 or not key.isprintable():
+        raise StoreError(f"key {key!r} must be 1-128 printable characters")
+    return key
+
+
+@attrs.frozen
+class Extension:
+    """A provisioned extension.
+
+    ``ha1`` maps ``(algorithm, digest_username)`` to H(username:realm:password) for each algorithm
+    in ``DIGEST_ALGORITHMS`` and for both usernames phones use: ``number`` and
+    ``number@realm`` (4 values). ``realm`` is the realm the HA1 values were computed for:
+    after a realm change every password has to be set again.
+    """
+    number: str
+    name: str
+    enabled: bool
+    permissions: frozenset[str]
+    call_level: int
+    ha1: dict = attrs.field(eq=False, repr=False)
+    realm: str = ""
+
+    def ha1_for(self, algorithm: str, username: str, realm: str) -> str | None:
+        """The stored HA1 for this digest username and algorithm, or None (wrong realm/user)."""
+        if realm != self.realm:
+            return None
+        base = algorithm[:-5] if algorithm.endswith("-sess") else algorithm
+        return self.ha1.get((base, username))
+
+    def has(self, permission: str) -> bool:
+        return permission in self.permissions
+
+
+@attrs.frozen
+class Binding:
+    """One registered contact of an address-of-record (RFC 3261 §10.3).
+
+    ``key`` identifies the device: the ``+sip.instance`` value when present (RFC 5626), else
+    the contact URI. Times are Unix timestamps.
+    """
+    aor: str
+    key: str
+    contact: str
+    expires_at: float
+    call_id: str
+    cseq: int
+    transport: str
+    source_host: str
+    source_port: int
+    registered_at: float
+    q: float | None = None
+    user_agent: str = ""
+    instance: str = ""
+
+
+@attrs.frozen
+class Ban:
+    """An address refused until ``until`` (Unix time)."""
+    address: str
+    until: float
+    reason: str = ""
+
+
+class IStore(Interface):
+    """Persistent state of the switch. Methods raise ``StoreError`` for refused requests."""
+
+    # -- extensions
+    def add_extension(number, password, realm, name="", permissions=(), call_level=0):
+        """Create an extension (``ExtensionExists`` if it exists); return the ``Extension``."""
+
+    def get_extension(number):
+        """The ``Extension`` or None."""
+
+    def list_extensions():
+        """Every ``Extension``, ordered by number."""
+
+    def remove_extension(number):
+        """Delete the extension and its bindings; False if there was none."""
+
+    def set_password(number, password, realm):
+        """Replace the four HA1 values (``NoSuchExtension`` if unknown)."""
+
+    def set_permission(number, permission, on):
+        """Grant (on=True) or revoke a permission."""
+
+    def set_enabled(number, on):
+        """Enable or disable an extension."""
+
+    def set_call_level(number, level):
+        """Set the call level (0-99)."""
+
+    # -- registration bindings
+    def put_binding(binding):
+        """Insert or replace the binding with the same (aor, key)."""
+
+    def delete_binding(aor, key):
+        """Delete one binding; False if there was none."""
+
+    def delete_bindings(aor):
+        """Delete every binding of an AOR; return how many."""
+
+    def load_bindings(now):
+        """Delete expired bindings (expires_at <= now) and return the live ones."""
+
+    # -- bans
+    def put_ban(address, until, reason):
+        """Insert or replace a ban."""
+
+    def list_bans(now):
+        """Live bans (until > now), ordered by address."""
+
+    def remove_ban(address):
+        """Lift a ban; False if there was none."""
+
+    # -- generic data of the Lua services (values are anything JSON can encode)
+    def get_service_settings(service):
+        """``{key: value}`` of a service's settings."""
+
+    def set_service_setting(service, key, value):
+        """Set a setting; value None deletes it."""
+
+    def get_extension_data(service, extension):
+        """``{key: value}`` a service keeps for one extension."""
+
+    def set_extension_data(service, extension, key, value):
+        """Set a value a service keeps for an extension; None deletes it."""
+
+    def list_rows(service, table):
+        """``[(id, data)]`` of a service's table, ordered by id."""
+
+    def add_row(service, table, data):
+        """Append a row (a dict); return its id."""
+
+    def remove_row(service, table, id):
+        """Delete a row; False if there was none."""
+
+    # -- change detection and life cycle
+    def data_version():
+        """A number that changes when another connection (mssctl) committed a change."""
+
+    def close():
+        """Release the database."""
