@@ -111,6 +111,7 @@ _LOG_LEVELS = ("debug", "info", "warn", "error", "critical")
 SCHEMA: dict[str, dict[str, Key]] = {
     "sip": {
         "domain": Key(str, "mss.local"),
+        "advertise": Key(str, ""),      # address written in Via/Contact; empty: per route
         "bind": Key(str, "0.0.0.0", _address),
         "port": Key(int, 5060, _port),
         "transports": Key(list, ["udp", "tcp"], _transports),
@@ -193,7 +194,10 @@ SCHEMA: dict[str, dict[str, Key]] = {
 
 
 def default_path() -> str:
-    """The packaged default configuration (``etc/mss.toml`` inside the package)."""
+    """``./etc/mss.toml`` when run from a checkout or install root, else the packaged copy."""
+    local = os.path.join(os.getcwd(), "etc", "mss.toml")
+    if os.path.isfile(local):
+        return local
     return str(resources.files("mss").joinpath("etc/mss.toml"))
 
 

@@ -1,0 +1,83 @@
+"""``twistd mss``: command-line options and the assembly of the running switch.
+
+``makeService`` reads the configuration, builds the sans-I/O core and its transaction users,
+and wraps them in Twisted services (transports, store polling, media gateway child, operations).
+A configuration error is a ``UsageError`` so twistd prints one line and exits: no traceback.
+"""
+# -*- test-case-name: tests.test_tap -*-
+from __future__ import annotations
+
+import sys
+
+from twisted.application import service
+from twisted.logger import (FilteringLogObserver, LogLevel, LogLevelFilterPredicate, Logger,
+                            globalLogPublisher, jsonFileLogObserver)
+from twisted.python import usage
+
+from mss import config as mss_config
+from mss.sip.core import OptionsResponder, SipCore
+from mss.transport.shell import SipShell
+
+log = Logger()
+
+
+class Options(usage.Options):
+    synopsis = "[--config FILE]"
+    longdesc = "Run the mss SIP softswitch. Settings come from etc/mss.toml (see docs)."
+    optParameters = [
+        ["config", "c", None, "Configuration file (default: ./etc/mss.toml, else the packaged one)."],
+    ]
+
+    def postOptions(self):
+        try:
+            self["settings"] = mss_config.load(self["config"])
+        except mss_config.ConfigError as e:
+            raise usage.UsageError(str(e))
+
+
+_LEVELS = {"debug": LogLevel.debug, "info": LogLevel.info, "warn": LogLevel.warn,
+           "error": LogLevel.error, "critical": LogLevel.critical}
+
+
+def setup_logging(settings) -> None:
+    """Apply ``[log] level`` to twistd's observers and add the JSON-lines file if asked."""
+    predicate = LogLevelFilterPredicate(defaultLogLevel=_LEVELS[settings["log"]["level"]])
+    observers = getattr(globalLogPublisher, "_observers", None)
+    if observers is not None:
+        for i, observer in enumerate(list(observers)):
+            if not isinstance(observer, FilteringLogObserver):
+                globalLogPublisher.removeObserver(observer)
+                globalLogPublisher.addObserver(FilteringLogObserver(observer, [predicate]))
+    if settings["log"]["json_file"]:
+        stream = open(settings["log"]["json_file"], "a", encoding="utf-8")
+        globalLogPublisher.addObserver(
+            FilteringLogObserver(jsonFileLogObserver(stream), [predicate]))
+
+
+class Switch(service.MultiService):
+    """The running switch: holds the parts so operations tools can reach them."""
+
+    def __init__(self, settings, reactor):
+        super().__init__()
+        self.settings = settings
+        self.reactor = reactor
+        sip = settings["sip"]
+        self.core = SipCore(domain=sip["domain"], user_agent=sip["user_agent"],
+                            max_size=sip["max_message_size"], max_headers=sip["max_headers"],
+                            trace=sip["trace"], t1=sip["t1_ms"] / 1000, t2=sip["t2_ms"] / 1000,
+                            t4=sip["t4_ms"] / 1000, transports=sip["transports"])
+        self.shell = SipShell(self.core, reactor, bind=sip["bind"], port=sip["port"],
+                              transports=sip["transports"], advertise=sip["advertise"],
+                              tcp_idle_timeout=sip["tcp_idle_timeout"])
+        self.options = OptionsResponder(self.core, reactor)
+        self.core.register_user(self.options, ["OPTIONS"])
+        self.shell.setServiceParent(self)
+
+
+def makeService(options, reactor=None):
+    if reactor is None:
+        from twisted.internet import reactor
+    settings = options["settings"] if "settings" in options else mss_config.load(options.get("config"))
+    setup_logging(settings)
+    log.info("mss starting with {path}", path=settings.path)
+    return Switch(settings, reactor)
