@@ -1,0 +1,77 @@
+"""Parser throughput: parse + serialize of a typical INVITE (with SDP) and a 200 OK.
+
+One core, CPython, a fixed count (bounded in time too). Prints messages per second.
+Run: ``PYTHONPATH=. python bench/parse.py [count]``.
+"""
+import sys
+import time
+
+from mss.sip.message import parse
+
+SDP = (b"v=0\r\n"
+       b"o=alice 2890844526 2890844526 IN IP4 192.0.2.10\r\n"
+       b"s=-\r\n"
+       b"c=IN IP4 192.0.2.10\r\n"
+       b"t=0 0\r\n"
+       b"m=audio 49170 RTP/AVP 0 8 101\r\n"
+       b"a=rtpmap:0 PCMU/8000\r\n"
+       b"a=rtpmap:8 PCMA/8000\r\n"
+       b"a=rtpmap:101 telephone-event/8000\r\n"
+       b"a=fmtp:101 0-15\r\n"
+       b"a=ptime:20\r\n"
+       b"a=sendrecv\r\n")
+
+INVITE = (b"INVITE sip:1002@pbx.example.com SIP/2.0\r\n"
+          b"Via: SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bK776asdhds;rport\r\n"
+          b"Max-Forwards: 70\r\n"
+          b"To: <sip:1002@pbx.example.com>\r\n"
+          b"From: \"Alice\" <sip:1001@pbx.example.com>;tag=1928301774\r\n"
+          b"Call-ID: a84b4c76e66710@192.0.2.10\r\n"
+          b"CSeq: 314159 INVITE\r\n"
+          b"Contact: <sip:1001@192.0.2.10:5060;transport=udp>\r\n"
+          b"Allow: INVITE, ACK, CANCEL, BYE, OPTIONS, REFER, NOTIFY, INFO, UPDATE\r\n"
+          b"Supported: replaces, timer\r\n"
+          b"User-Agent: Softphone/1.0\r\n"
+          b"Content-Type: application/sdp\r\n"
+          b"Content-Length: " + str(len(SDP)).encode() + b"\r\n"
+          b"\r\n" + SDP)
+
+OK = (b"SIP/2.0 200 OK\r\n"
+      b"Via: SIP/2.0/UDP 192.0.2.20:5060;branch=z9hG4bKnashds8;received=192.0.2.20;rport=5060\r\n"
+      b"To: <sip:1002@pbx.example.com>;tag=a6c85cf\r\n"
+      b"From: \"Alice\" <sip:1001@pbx.example.com>;tag=1928301774\r\n"
+      b"Call-ID: a84b4c76e66710@192.0.2.10\r\n"
+      b"CSeq: 314159 INVITE\r\n"
+      b"Contact: <sip:1002@192.0.2.30:5060>\r\n"
+      b"Content-Type: application/sdp\r\n"
+      b"Content-Length: " + str(len(SDP)).encode() + b"\r\n"
+      b"\r\n" + SDP)
+
+
+def run(name, data, count, limit=20.0):
+    parse(data)                                # warm caches
+    start = time.perf_counter()
+    done = 0
+    while done < count:
+        for _ in range(1000):
+            msg, _ = parse(data)
+            msg.to_bytes()
+        done += 1000
+        if time.perf_counter() - start > limit:
+            break
+    elapsed = time.perf_counter() - start
+    rate = done / elapsed
+    print(f"{name:8s} {done:7d} parse+serialize in {elapsed:6.3f} s: {rate:9.0f} msg/s "
+          f"({1e6 / rate:5.1f} us/msg)")
+    return rate
+
+
+def main(argv):
+    count = int(argv[1]) if len(argv) > 1 else 50000
+    assert parse(INVITE)[0].to_bytes() == INVITE
+    run("INVITE", INVITE, count)
+    run("200 OK", OK, count)
+
+
+if __name__ == "__main__":
+    main(sys.argv)
