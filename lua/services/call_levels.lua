@@ -1,0 +1,39 @@
+-- Call levels: each dialled-number prefix may require a level, each extension has one.
+--
+-- Rows of the store table "prefixes": {prefix = DIGITS or "*", level = 0..99}. For a call made
+-- by a local extension, the row with the longest prefix of the dialled number gives the
+-- required level; when it is above the caller's level (the extension's call_level) the call is
+-- refused with setting reject_code (default 403) and reject_reason (default "Call level too
+-- low"). Dialled numbers matching no row need level 0. Calls from outside are not checked.
+
+local rows_seen, levels
+
+local function required(callee)
+  local rows = mss.rows("prefixes")
+  if rows ~= rows_seen then
+    levels = {}
+    for _, row in ipairs(rows) do
+      if type(row.prefix) == "string" and levels[row.prefix] == nil then
+        levels[row.prefix] = tonumber(row.level) or 0
+      end
+    end
+    rows_seen = rows
+  end
+  for len = #callee, 1, -1 do
+    local level = levels[callee:sub(1, len)]
+    if level then return level end
+  end
+  return levels["*"] or 0
+end
+
+local function originating(call)
+  if not call.caller_is_extension then return nil end
+  local need = required(call.callee)
+  if need <= call.caller_level then return nil end
+  mss.log("info", "call level: " .. call.caller .. " (level " .. call.caller_level
+          .. ") may not call " .. call.callee .. " (level " .. need .. ")")
+  return mss.reject(mss.setting("reject_code") or 403,
+                    mss.setting("reject_reason") or "Call level too low")
+end
+
+return {priority = 20, originating = originating}
