@@ -1,0 +1,544 @@
+"""The media gateway's command logic: calls, legs, port pairs, SDP rewriting, rooms, timeouts.
+
+``Gateway.handle(message, source)`` executes one ``ng`` command dictionary and returns the
+reply dictionary (see docs/media-protocol.md). It owns:
+
+- calls by ``call-id``; each call has legs by tag (``from-tag`` / ``to-tag``); an offer creates
+  the offerer's leg and a pending peer leg that gets its tag from the answer's ``to-tag``;
+- per leg and media section a ``MediaEndpoint`` with an RTP/RTCP port pair from the
+  ``PortAllocator``, opened through the injected socket factory and kept for the life of the
+  call (re-INVITEs and hold/resume reuse them; ``delete`` frees them);
+- SDP rewriting: the SDP of leg X goes to X's peer, so it is rewritten with the *peer's* port
+  pairs (where the peer's phone must send) and the gateway's public address;
+- mixing rooms (``mss.media.mixer.Room``) that legs join and leave, ticked every 20 ms;
+- the media timeout: every few seconds calls without RTP for ``media_timeout`` seconds (and
+  without signalling for as long) are marked ``timed out`` in ``query`` and reported once to the
+  address that last sent a command for the call, through ``notify(address, message)``.
+
+Timers use the injected ``clock`` (an ``IReactorTime``); sockets come from ``sockets``
+(``ISocketFactory``), so tests run with ``task.Clock`` and recording sockets.
+"""
+# -*- test-case-name: tests.media.test_relay -*-
+from __future__ import annotations
+
+import ipaddress
+import time
+from typing import Any, Callable
+
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+from zope.interface import Interface
+
+from mss.media.mixer import PCMA, PCMU, Room
+from mss.media.ng import NgError
+from mss.media.ports import PortAllocator, PortsExhausted
+from mss.media.stream import MediaEndpoint
+from mss.sip import sdp as sdplib
+
+BIND_ATTEMPTS = 8
+ICE_ATTRIBUTES = ("ice-ufrag", "ice-pwd", "ice-options", "ice-lite", "candidate",
+                  "end-of-candidates", "remote-candidates", "ice-mismatch")
+
+
+class ISocketFactory(Interface):
+    def open_pair(port: int, rtp_handler: Callable, rtcp_handler: Callable) -> tuple:
+        """Bind RTP on ``port`` and RTCP on ``port + 1``; deliver datagrams to the handlers as
+        ``handler(data, addr, now)``. Returns (rtp_sock, rtcp_sock) with ``sendto``; raises
+        OSError when the OS refuses."""
+
+    def close_pair(rtp_sock: Any, rtcp_sock: Any) -> None:
+        """Stop reading and close both sockets."""
+
+
+class Leg:
+    __slots__ = ("call_id", "tag", "endpoints", "peer", "created")
+
+    def __init__(self, call_id: str, tag: str, now: float):
+        self.call_id = call_id
+        self.tag = tag
+        self.endpoints: list[MediaEndpoint | None] = []
+        self.peer: Leg | None = None
+        self.created = now
+
+
+class Call:
+    __slots__ = ("call_id", "legs", "created", "last_signal", "controller", "timed_out")
+
+    def __init__(self, call_id: str, now: float):
+        self.call_id = call_id
+        self.legs: dict[str, Leg] = {}
+        self.created = now
+        self.last_signal = now
+        self.controller = None
+        self.timed_out = False
+
+    def endpoints(self):
+        for leg in self.legs.values():
+            for ep in leg.endpoints:
+                if ep is not None:
+                    yield ep
+
+
+def _text(msg: dict, key: str, required: bool = True) -> str | None:
+    value = msg.get(key)
+    if value is None or value == "":
+        if required:
+            raise NgError(f"missing {key}")
+        return None
+    if not isinstance(value, str):
+        raise NgError(f"{key} must be a string")
+    return value
+
+
+def _list(msg: dict, key: str) -> list[str]:
+    value = msg.get(key, [])
+    if isinstance(value, str):
+        return [value]
+    if not isinstance(value, list):
+        raise NgError(f"{key} must be a list")
+    return [v for v in value if isinstance(v, str)]
+
+
+def _host_port(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    host = host.strip("[]")
+    try:
+        ipaddress.ip_address(host)
+        number = int(port)
+    except ValueError:
+        raise NgError(f"bad address {text!r}, expected ip:port")
+    if not 0 < number < 65536:
+        raise NgError(f"bad port in {text!r}")
+    return host, number
+
+
+class Gateway:
+    log = Logger()
+
+    def __init__(self, *, clock, sockets, ports: PortAllocator, public_address: str,
+                 media_timeout: float = 60.0, notify: Callable | None = None,
+                 wallclock: Callable[[], float] = time.time):
+        self.clock = clock
+        self.sockets = sockets
+        self.ports = ports
+        self.public_address = public_address
+        self.media_timeout = media_timeout
+        self.notify = notify
+        self.wallclock = wallclock
+        self.calls: dict[str, Call] = {}
+        self.rooms: dict[str, Room] = {}
+        self._mixing: LoopingCall | None = None
+        self._checking: LoopingCall | None = None
+        self.check_interval = max(0.5, min(5.0, media_timeout / 4))
+        self.started = clock.seconds()
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._checking = LoopingCall(self.check_timeouts)
+        self._checking.clock = self.clock
+        self._checking.start(self.check_interval, now=False)
+
+    def stop(self) -> None:
+        for call_id in list(self.calls):
+            self._delete_call(self.calls[call_id])
+        if self._checking is not None and self._checking.running:
+            self._checking.stop()
+        self._stop_mixing()
+
+    # -- dispatch -------------------------------------------------------------------------------
+
+    def handle(self, msg: dict, source: Any = None) -> dict:
+        command = msg.get("command")
+        handler = self.COMMANDS.get(command) if isinstance(command, str) else None
+        if handler is None:
+            return {"result": "error", "error-reason": f"unknown command {command!r}"}
+        try:
+            return handler(self, msg, source)
+        except NgError as e:
+            return {"result": "error", "error-reason": e.reason}
+        except sdplib.SdpError as e:
+            return {"result": "error", "error-reason": f"bad SDP: {e.reason}"}
+
+    def ping(self, msg, source):
+        return {"result": "pong"}
+
+    # -- offer / answer -------------------------------------------------------------------------
+
+    def offer(self, msg, source):
+        call_id = _text(msg, "call-id")
+        from_tag = _text(msg, "from-tag")
+        to_tag = _text(msg, "to-tag", required=False)
+        desc = self._parse_sdp(msg)
+        now = self.clock.seconds()
+        call = self.calls.get(call_id)
+        new_call = call is None
+        if new_call:
+            call = Call(call_id, now)
+            self.calls[call_id] = call
+        author = call.legs.get(from_tag)
+        if author is None:
+            author = call.legs[from_tag] = Leg(call_id, from_tag, now)
+        if to_tag and to_tag in call.legs and to_tag != from_tag:
+            peer = call.legs[to_tag]
+        elif author.peer is not None:
+            peer = author.peer
+        else:
+            peer = Leg(call_id, to_tag or "", now)
+            if to_tag:
+                call.legs[to_tag] = peer
+        author.peer, peer.peer = peer, author
+        try:
+            out = self._apply(author, peer, desc, msg)
+        except NgError:
+            if new_call:
+                self._delete_call(call)
+            raise
+        self._signal(call, source, now)
+        return {"result": "ok", "sdp": bytes(out)}
+
+    def answer(self, msg, source):
+        call_id = _text(msg, "call-id")
+        from_tag = _text(msg, "from-tag")
+        to_tag = _text(msg, "to-tag")
+        desc = self._parse_sdp(msg)
+        call = self.calls.get(call_id)
+        if call is None or from_tag not in call.legs:
+            raise NgError("Unknown call-id or from-tag")
+        offerer = call.legs[from_tag]
+        author = call.legs.get(to_tag)
+        if author is None:
+            author = offerer.peer
+            if author is None:
+                raise NgError("no offer for this answer")
+            if author.tag and author.tag in call.legs and call.legs[author.tag] is author:
+                del call.legs[author.tag]        # a later forked answer takes the leg over
+            author.tag = to_tag
+            call.legs[to_tag] = author
+        author.peer, offerer.peer = offerer, author
+        out = self._apply(author, offerer, desc, msg)
+        self._signal(call, source, self.clock.seconds())
+        return {"result": "ok", "sdp": bytes(out)}
+
+    def _parse_sdp(self, msg) -> sdplib.SessionDescription:
+        text = msg.get("sdp")
+        if not isinstance(text, str) or not text:
+            raise NgError("missing sdp")
+        return sdplib.parse(text)
+
+    def _signal(self, call: Call, source, now: float) -> None:
+        call.last_signal = now
+        if source is not None:
+            call.controller = source
+        call.timed_out = False
+
+    def _apply(self, author: Leg, peer: Leg, desc: sdplib.SessionDescription, msg) -> Any:
+        """Take ``author``'s SDP, make sure both legs have endpoints, return the SDP for peer."""
+        flags = set(_list(msg, "flags"))
+        replace = set(_list(msg, "replace"))
+        symmetric = "asymmetric" not in flags
+        ports: list[tuple[int, int] | None] = []
+        for i, section in enumerate(desc.media):
+            if section.port == 0:
+                ports.append(None)
+                self._set_remote(author, i, None, symmetric)
+                continue
+            ep_author = self._endpoint(author, i)
+            ep_peer = self._endpoint(peer, i)
+            ep_author.peer, ep_peer.peer = ep_peer, ep_author
+            endpoint = desc.endpoint(i)
+            if endpoint is None:
+                raise NgError(f"media {i + 1} has no connection address")
+            ep_author.set_remote((endpoint.address, endpoint.port),
+                                 (endpoint.rtcp_address, endpoint.rtcp_port), symmetric)
+            rates, dtmf = {}, set()
+            for value in section.attributes("rtpmap"):
+                pt, _, codec = value.partition(" ")
+                name, _, rate = codec.partition("/")
+                if pt.isdigit() and rate.split("/")[0].isdigit():
+                    rates[int(pt)] = int(rate.split("/")[0])
+                    if name.lower() == "telephone-event":
+                        dtmf.add(int(pt))
+            ep_author.clock_rates = rates
+            ep_author.no_jitter_pts = frozenset(dtmf)
+            ep_author.formats = [int(f) for f in section.formats if f.isdigit()]
+            ports.append((ep_peer.port, ep_peer.port + 1))
+        if "ICE" in msg and msg.get("ICE") == "remove":
+            for section in desc.media:
+                section.lines = [l for l in section.lines if not (
+                    l.kind == "a" and l.value.split(":")[0] in ICE_ATTRIBUTES)]
+            desc.session = [l for l in desc.session if not (
+                l.kind == "a" and l.value.split(":")[0] in ICE_ATTRIBUTES)]
+        return sdplib.rewrite_media(desc, self.public_address, ports,
+                                    origin="origin" in replace)
+
+    def _set_remote(self, leg: Leg, index: int, rtp, symmetric: bool) -> None:
+        if index < len(leg.endpoints) and leg.endpoints[index] is not None:
+            leg.endpoints[index].set_remote(rtp, None, symmetric)
+
+    def _endpoint(self, leg: Leg, index: int) -> MediaEndpoint:
+        while len(leg.endpoints) <= index:
+            leg.endpoints.append(None)
+        ep = leg.endpoints[index]
+        if ep is None:
+            ep = leg.endpoints[index] = self._open(leg, index)
+        return ep
+
+    def _open(self, leg: Leg, index: int) -> MediaEndpoint:
+        for _ in range(BIND_ATTEMPTS):
+            try:
+                port = self.ports.allocate()
+            except PortsExhausted as e:
+                self.log.warn("RTP ports exhausted for {call_id}: {problem}",
+                              call_id=leg.call_id, problem=str(e))
+                raise NgError("Ran out of ports")
+            ep = MediaEndpoint(leg, index, port, None, None)
+            try:
+                ep.sock, ep.rtcp_sock = self.sockets.open_pair(port, ep.rtp_received,
+                                                               ep.rtcp_received)
+            except OSError as e:
+                self.ports.release(port)
+                self.log.warn("cannot bind RTP port pair {port}: {problem}", port=port,
+                              problem=str(e))
+                continue
+            return ep
+        raise NgError("cannot bind RTP ports")
+
+    # -- delete / query / list --------------------------------------------------------------------
+
+    def delete(self, msg, source):
+        call_id = _text(msg, "call-id")
+        call = self.calls.get(call_id)
+        if call is None:
+            raise NgError("Unknown call-id")
+        reply = self._describe(call)
+        self._delete_call(call)
+        return reply
+
+    def _delete_call(self, call: Call) -> None:
+        for ep in list(call.endpoints()):
+            self._close(ep)
+        for leg in call.legs.values():
+            if leg.peer is not None:
+                for ep in leg.peer.endpoints:
+                    if ep is not None and ep.sock is not None:
+                        self._close(ep)
+        self.calls.pop(call.call_id, None)
+
+    def _close(self, ep: MediaEndpoint) -> None:
+        if ep.room is not None:
+            self._leave(ep)
+        if ep.sock is not None:
+            self.sockets.close_pair(ep.sock, ep.rtcp_sock)
+            ep.sock = ep.rtcp_sock = None
+            self.ports.release(ep.port)
+        if ep.peer is not None:
+            ep.peer.peer = None
+            ep.peer = None
+
+    def query(self, msg, source):
+        call_id = _text(msg, "call-id")
+        call = self.calls.get(call_id)
+        if call is None:
+            raise NgError("Unknown call-id")
+        return self._describe(call)
+
+    def _describe(self, call: Call) -> dict:
+        now = self.clock.seconds()
+        wall = self.wallclock() - now
+        tags = {}
+        totals = {"RTP": {"packets": 0, "bytes": 0, "errors": 0, "lost": 0},
+                  "RTCP": {"packets": 0, "bytes": 0, "errors": 0}}
+        legs = list(call.legs.values())
+        for leg in legs:
+            if leg.peer is not None and leg.peer not in legs:
+                legs.append(leg.peer)
+        for leg in legs:
+            medias = []
+            for ep in leg.endpoints:
+                if ep is None:
+                    continue
+                stats = ep.stats(now)
+                medias.append({"index": ep.index + 1, "streams": [stats],
+                               "room": ep.room.name if ep.room is not None else ""})
+                for key in ("packets", "bytes", "errors", "lost"):
+                    totals["RTP"][key] += stats["stats"][key]
+                for key in ("packets", "bytes", "errors"):
+                    totals["RTCP"][key] += stats["rtcp"][key]
+            tags[leg.tag] = {"tag": leg.tag, "created": int(leg.created + wall), "medias": medias}
+        return {"result": "ok", "call-id": call.call_id, "created": int(call.created + wall),
+                "last signal": int(call.last_signal + wall),
+                "timed out": 1 if call.timed_out else 0, "tags": tags, "totals": totals}
+
+    def list_calls(self, msg, source):
+        limit = msg.get("limit", 32)
+        if not isinstance(limit, int) or limit < 0:
+            raise NgError("limit must be a non-negative integer")
+        return {"result": "ok", "calls": list(self.calls)[:limit]}
+
+    # -- rooms ------------------------------------------------------------------------------------
+
+    def _audio_endpoint(self, msg) -> MediaEndpoint:
+        call_id = _text(msg, "call-id")
+        tag = _text(msg, "from-tag")
+        call = self.calls.get(call_id)
+        if call is None or tag not in call.legs:
+            raise NgError("Unknown call-id or from-tag")
+        for ep in call.legs[tag].endpoints:
+            if ep is not None and ep.sock is not None:
+                return ep
+        raise NgError("leg has no media")
+
+    def room_join(self, msg, source):
+        name = _text(msg, "room")
+        now = self.clock.seconds()
+        reply: dict = {"result": "ok", "room": name}
+        address = _text(msg, "address", required=False)
+        if address is not None:
+            # a participant on another worker: a port of ours that exchanges RTP with it
+            host, port = _host_port(address)
+            call_id = _text(msg, "call-id")
+            tag = _text(msg, "from-tag")
+            call = self.calls.get(call_id)
+            if call is None:
+                call = self.calls[call_id] = Call(call_id, now)
+            leg = call.legs.get(tag) or Leg(call_id, tag, now)
+            call.legs[tag] = leg
+            ep = self._endpoint(leg, 0)
+            ep.set_remote((host, port), (host, port + 1), True)
+            ep.formats = [int(f) for f in _list(msg, "codecs") if f.isdigit()] or ep.formats
+            self._signal(call, source, now)
+            reply["port"] = ep.port
+        elif isinstance(msg.get("sdp"), str) and msg.get("call-id") not in self.calls:
+            # a leg that only talks to the room (an operator, a conference caller)
+            call_id = _text(msg, "call-id")
+            tag = _text(msg, "from-tag")
+            desc = self._parse_sdp(msg)
+            call = self.calls[call_id] = Call(call_id, now)
+            leg = call.legs[tag] = Leg(call_id, tag, now)
+            try:
+                ports = []
+                for i, section in enumerate(desc.media):
+                    if section.port == 0 or section.media != "audio" or ports and any(ports):
+                        ports.append(None)
+                        continue
+                    ep = self._endpoint(leg, i)
+                    where = desc.endpoint(i)
+                    if where is None:
+                        raise NgError(f"media {i + 1} has no connection address")
+                    ep.set_remote((where.address, where.port),
+                                  (where.rtcp_address, where.rtcp_port), True)
+                    ep.formats = [int(f) for f in section.formats if f.isdigit()]
+                    ports.append((ep.port, ep.port + 1))
+                if not any(ports):
+                    raise NgError("no audio stream in sdp")
+            except NgError:
+                self._delete_call(call)
+                raise
+            self._signal(call, source, now)
+            reply["sdp"] = bytes(sdplib.rewrite_media(desc, self.public_address, ports))
+        if address is None:
+            ep = self._audio_endpoint(msg)
+        if ep.bridge is not None:
+            raise NgError("leg is bridged to another worker's room")
+        if ep.room is not None:
+            if ep.room.name == name:
+                return reply
+            self._leave(ep)
+        codec = msg.get("codec")
+        if codec in ("PCMU", "PCMA"):
+            pt = PCMU if codec == "PCMU" else PCMA
+        elif ep.last_pt in (PCMU, PCMA):
+            pt = ep.last_pt
+        else:
+            pt = next((f for f in ep.formats if f in (PCMU, PCMA)), None)
+            if pt is None:
+                raise NgError("leg has no G.711 codec (PCMU or PCMA) to mix")
+        room = self.rooms.get(name)
+        if room is None:
+            room = self.rooms[name] = Room(name)
+        room.add(ep, pt)
+        self._start_mixing()
+        self.log.info("{call_id} {tag} joined room {room} ({count} in room)",
+                      call_id=ep.leg.call_id, tag=ep.leg.tag, room=name, count=len(room))
+        return reply
+
+    def room_leave(self, msg, source):
+        ep = self._audio_endpoint(msg)
+        if ep.room is None:
+            raise NgError("leg is not in a room")
+        self._leave(ep)
+        return {"result": "ok"}
+
+    def _leave(self, ep: MediaEndpoint) -> None:
+        room = ep.room
+        room.remove(ep)
+        if not len(room):
+            self.rooms.pop(room.name, None)
+            if not self.rooms:
+                self._stop_mixing()
+
+    def room_query(self, msg, source):
+        name = _text(msg, "room")
+        room = self.rooms.get(name)
+        if room is None:
+            raise NgError("Unknown room")
+        return {"result": "ok", **room.describe()}
+
+    def room_list(self, msg, source):
+        return {"result": "ok", "rooms": sorted(self.rooms)}
+
+    def bridge(self, msg, source):
+        """Send a leg's audio to (and take its audio from) a room port on another worker."""
+        ep = self._audio_endpoint(msg)
+        address = _text(msg, "address", required=False)
+        if address is None:
+            ep.bridge = None
+        else:
+            if ep.room is not None:
+                self._leave(ep)
+            ep.bridge = _host_port(address)
+        return {"result": "ok"}
+
+    def _start_mixing(self) -> None:
+        if self._mixing is None:
+            self._mixing = LoopingCall(self.mix)
+            self._mixing.clock = self.clock
+            self._mixing.start(0.02, now=False)
+
+    def _stop_mixing(self) -> None:
+        if self._mixing is not None:
+            if self._mixing.running:
+                self._mixing.stop()
+            self._mixing = None
+
+    def mix(self) -> None:
+        for room in list(self.rooms.values()):
+            room.tick()
+
+    # -- media timeout ----------------------------------------------------------------------------
+
+    def check_timeouts(self) -> None:
+        now = self.clock.seconds()
+        for call in list(self.calls.values()):
+            last = call.last_signal
+            for ep in call.endpoints():
+                if ep.last_packet is not None and ep.last_packet > last:
+                    last = ep.last_packet
+            idle = now - last
+            if idle >= self.media_timeout and not call.timed_out:
+                call.timed_out = True
+                self.log.info("media timeout for {call_id}: no RTP for {idle:.0f} s",
+                              call_id=call.call_id, idle=idle)
+                if self.notify is not None and call.controller is not None:
+                    self.notify(call.controller, {"notify": "media-timeout",
+                                                  "call-id": call.call_id,
+                                                  "idle": int(idle)})
+            elif idle < self.media_timeout:
+                call.timed_out = False
+
+    COMMANDS = {
+        "ping": ping, "offer": offer, "answer": answer, "delete": delete, "query": query,
+        "list": list_calls, "room-join": room_join, "room-leave": room_leave,
+        "room-query": room_query, "room-list": room_list, "bridge": bridge,
+    }
