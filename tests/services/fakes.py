@@ -76,3 +76,23 @@ class MemoryServiceStore:
         ext = Extension(number, **kwargs)
         self.extensions[number] = ext
         return ext
+
+
+def write_services(directory: str, files: dict[str, str]) -> str:
+    """Write ``{name: lua source}`` as ``name.lua`` files (None removes a file)."""
+    import os
+    os.makedirs(directory, exist_ok=True)
+    for name, source in files.items():
+        path = os.path.join(directory, name + ".lua")
+        if source is None:
+            os.remove(path)
+        else:
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(source)
+    return directory
+
+
+def facts(call_id: str = "call-1", caller: str = "1001", callee: str = "1002", **kwargs: Any):
+    """CallFacts with handy defaults."""
+    from mss.services.api import CallFacts
+    return CallFacts(call_id=call_id, caller=caller, callee=callee, **kwargs)
