@@ -179,6 +179,9 @@ class IStore(Interface):
     def load_bindings(now):
         """Delete expired bindings (expires_at <= now) and return the live ones."""
 
+    def list_bindings(now, aor=None):
+        """Live bindings (of one AOR or all), read only: for mssctl and the console."""
+
     # -- bans
     def put_ban(address, until, reason):
         """Insert or replace a ban."""

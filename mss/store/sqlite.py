@@ -293,6 +293,16 @@ class SQLiteStore:
                                 " ORDER BY aor, registered_at, key").fetchall()
         return [Binding(*row) for row in rows]
 
+    def list_bindings(self, now: float, aor: str | None = None) -> list[Binding]:
+        """Live bindings (of one AOR, or all), without deleting expired rows: for inspection."""
+        where, args = "expires_at > ?", [now]
+        if aor is not None:
+            where += " AND aor = ?"
+            args.append(aor)
+        return [Binding(*row) for row in self._read(
+            f"SELECT {self._BINDING_COLUMNS} FROM bindings WHERE {where}"
+            " ORDER BY aor, registered_at, key", args)]
+
     # -- bans --------------------------------------------------------------------------------
 
     def put_ban(self, address: str, until: float, reason: str = "") -> None:

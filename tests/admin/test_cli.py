@@ -1,0 +1,257 @@
+# -*- test-case-name: tests.admin.test_cli -*-
+"""Tests for mssctl (mss.admin.cli and the cmd_* modules): run ``main`` on a temp config."""
+from __future__ import annotations
+
+import io
+import os
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from mss.admin import cli
+from mss.sip import digest
+from mss.store.interface import Ban, Binding
+from mss.store.sqlite import SQLiteStore
+
+NOW = 1_800_000_000.0
+
+
+class CLITestCase(SynchronousTestCase):
+    def setUp(self):
+        self.dir = self.mktemp()
+        os.makedirs(self.dir)
+        self.config = os.path.join(self.dir, "mss.toml")
+        with open(self.config, "w") as f:
+            f.write('[sip]\ndomain = "pbx.example"\n\n[store]\npath = "var/mss.sqlite"\n'
+                    '\n[security]\nban_time = 900\n')
+        self.db = os.path.join(self.dir, "var", "mss.sqlite")
+
+    def run_cli(self, *argv, stdin: str = "", config: bool = True):
+        out, err = io.StringIO(), io.StringIO()
+        args = (["--config", self.config] if config else []) + list(argv)
+        code = cli.main(args, out=out, err=err, stdin=io.StringIO(stdin), clock=lambda: NOW)
+        return code, out.getvalue(), err.getvalue()
+
+    def ok(self, *argv, stdin: str = "") -> str:
+        code, out, err = self.run_cli(*argv, stdin=stdin)
+        self.assertEqual((code, err), (0, ""), argv)
+        return out
+
+    def fails(self, code: int, *argv, stdin: str = "") -> str:
+        got, out, err = self.run_cli(*argv, stdin=stdin)
+        self.assertEqual(got, code, (argv, out, err))
+        self.assertEqual(err.count("\n"), 1, err)          # one line
+        return err
+
+    def open_store(self) -> SQLiteStore:
+        store = SQLiteStore(self.db)
+        self.addCleanup(store.close)
+        return store
+
+
+class ExtensionCommandTests(CLITestCase):
+    def test_add_and_list(self):
+        self.assertEqual(self.ok("extension", "add", "1001", "--password", "pw1", "--name", "Alice",
+                                 "--multi-device"), "extension 1001 added\n")
+        self.ok("extension", "add", "1002", "--password", "pw2")
+        out = self.ok("extension", "list")
+        self.assertEqual(out.splitlines(), [
+            "NUMBER  NAME   ENABLED  LEVEL  PERMISSIONS",
+            "1001    Alice  yes      0      multi_device",
+            "1002    -      yes      0      -",
+        ])
+        ext = self.open_store().get_extension("1001")
+        self.assertEqual(ext.realm, "pbx.example")          # realm defaults to sip.domain
+        self.assertEqual(ext.ha1_for("SHA-256", "1001@pbx.example", "pbx.example"),
+                         digest.ha1("SHA-256", "1001@pbx.example", "pbx.example", "pw1"))
+
+    def test_store_created_relative_to_config(self):
+        self.assertFalse(os.path.exists(self.db))
+        self.assertEqual(self.ok("extension", "list"), "no extensions\n")
+        self.assertTrue(os.path.exists(self.db))
+
+    def test_add_options(self):
+        self.ok("extension", "add", "+4930", "--password", "-", "--permission", "break_in",
+                "--permission", "forward", "--call-level", "5", stdin="fromstdin\n")
+        ext = self.open_store().get_extension("+4930")
+        self.assertEqual(ext.permissions, frozenset({"break_in", "forward"}))
+        self.assertEqual(ext.call_level, 5)
+        self.assertEqual(ext.ha1[("MD5", "+4930")], digest.ha1("MD5", "+4930", "pbx.example", "fromstdin"))
+
+    def test_add_errors(self):
+        self.ok("extension", "add", "1001", "--password", "pw")
+        err = self.fails(1, "extension", "add", "1001", "--password", "pw")
+        self.assertEqual(err, "mssctl: error: extension 1001 already exists\n")
+        err = self.fails(2, "extension", "add", "10a1", "--password", "pw")
+        self.assertIn("must be digits", err)
+        err = self.fails(2, "extension", "add", "1002")
+        self.assertIn("--password", err)
+        self.fails(2, "extension", "add", "1002", "--password", "-", stdin="")
+        self.fails(2, "extension", "add", "1002", "--password", "x", "--permission", "No Way")
+        self.fails(1, "extension", "add", "1002", "--password", "x", "--call-level", "500")
+        self.fails(1, "extension", "add", "1002", "--password", "")
+        self.assertEqual([e.number for e in self.open_store().list_extensions()], ["1001"])
+
+    def test_remove(self):
+        self.ok("extension", "add", "1001", "--password", "pw")
+        store = self.open_store()
+        store.put_binding(Binding("1001", "k", "sip:1001@192.0.2.1", NOW + 60, "c", 1, "udp",
+                                  "192.0.2.1", 5060, NOW))
+        self.assertEqual(self.ok("extension", "remove", "1001"), "extension 1001 removed\n")
+        self.assertIsNone(store.get_extension("1001"))
+        self.assertEqual(store.load_bindings(NOW), [])
+        err = self.fails(1, "extension", "remove", "1001")
+        self.assertEqual(err, "mssctl: error: extension 1001 does not exist\n")
+
+    def test_set_password(self):
+        self.ok("extension", "add", "1001", "--password", "old")
+        self.ok("extension", "set-password", "1001", "new")
+        ext = self.open_store().get_extension("1001")
+        self.assertEqual(ext.ha1[("MD5", "1001")], digest.ha1("MD5", "1001", "pbx.example", "new"))
+        self.ok("extension", "set-password", "1001", "-", stdin="third\n")
+        self.assertEqual(self.open_store().get_extension("1001").ha1[("MD5", "1001")],
+                         digest.ha1("MD5", "1001", "pbx.example", "third"))
+        self.fails(1, "extension", "set-password", "1009", "x")
+
+    def test_multi_device(self):
+        self.ok("extension", "add", "1001", "--password", "pw")
+        self.assertEqual(self.ok("extension", "multi-device", "1001", "on"),
+                         "extension 1001: multi-device on\n")
+        self.assertIn("multi_device", self.open_store().get_extension("1001").permissions)
+        self.ok("extension", "multi-device", "1001", "off")
+        self.assertNotIn("multi_device", self.open_store().get_extension("1001").permissions)
+        self.fails(2, "extension", "multi-device", "1001", "maybe")
+        self.fails(1, "extension", "multi-device", "1009", "on")
+
+    def test_enable_disable(self):
+        self.ok("extension", "add", "1001", "--password", "pw")
+        self.assertEqual(self.ok("extension", "disable", "1001"), "extension 1001 disabled\n")
+        self.assertFalse(self.open_store().get_extension("1001").enabled)
+        self.assertIn("1001    -     no", self.ok("extension", "list"))
+        self.ok("extension", "enable", "1001")
+        self.assertTrue(self.open_store().get_extension("1001").enabled)
+        self.fails(1, "extension", "enable", "1009")
+
+    def test_permission_and_level(self):
+        self.ok("extension", "add", "1001", "--password", "pw")
+        self.ok("extension", "permission", "1001", "call_waiting_off", "on")
+        self.ok("extension", "permission", "1001", "overstep", "on")
+        self.ok("extension", "permission", "1001", "overstep", "off")
+        self.ok("extension", "call-level", "1001", "3")
+        ext = self.open_store().get_extension("1001")
+        self.assertEqual((ext.permissions, ext.call_level), (frozenset({"call_waiting_off"}), 3))
+        out = self.ok("extension", "show", "1001")
+        self.assertIn("permissions: call_waiting_off\n", out)
+        self.assertIn("realm:       pbx.example\n", out)
+        self.fails(2, "extension", "permission", "1001", "Bad!", "on")
+        self.fails(1, "extension", "show", "1009")
+
+
+class BanCommandTests(CLITestCase):
+    def test_list_and_remove(self):
+        self.assertEqual(self.ok("bans"), "no bans\n")
+        store = self.open_store()
+        store.put_ban("192.0.2.9", NOW + 600, "authentication failures")
+        store.put_ban("192.0.2.8", NOW - 1, "expired")
+        out = self.ok("bans")
+        self.assertEqual(out.splitlines(), [
+            "ADDRESS    UNTIL                    LEFT    REASON",
+            "192.0.2.9  2027-01-15 08:10:00 UTC  10m00s  authentication failures",
+        ])
+        self.assertEqual(self.ok("bans", "list"), out)
+        self.assertEqual(self.ok("bans", "remove", "192.0.2.9"), "ban of 192.0.2.9 lifted\n")
+        self.assertEqual(store.list_bans(NOW), [])
+        self.assertEqual(self.fails(1, "bans", "remove", "192.0.2.9"),
+                         "mssctl: error: 192.0.2.9 is not banned\n")
+        self.fails(2, "bans", "remove", "nonsense")
+
+    def test_add(self):
+        self.ok("bans", "add", "::ffff:198.51.100.1")
+        self.ok("bans", "add", "2001:db8::1", "--time", "60", "--reason", "test")
+        self.assertEqual(self.open_store().list_bans(NOW), [
+            Ban("198.51.100.1", NOW + 900, "operator"), Ban("2001:db8::1", NOW + 60, "test")])
+        self.fails(2, "bans", "add", "198.51.100.2", "--time", "0")
+
+
+class RegistrationCommandTests(CLITestCase):
+    def test_list(self):
+        self.assertEqual(self.ok("registrations"), "no registrations\n")
+        store = self.open_store()
+        store.put_binding(Binding("1001", "k", "sip:1001@192.0.2.1:5062", NOW + 60, "c", 1, "tcp",
+                                  "192.0.2.1", 40000, NOW, user_agent="Phone"))
+        store.put_binding(Binding("1002", "k", "sip:1002@192.0.2.2", NOW - 1, "c", 1, "udp",
+                                  "192.0.2.2", 5060, NOW - 100))
+        out = self.ok("registrations")
+        self.assertEqual(out.splitlines()[1].split(),
+                         ["1001", "sip:1001@192.0.2.1:5062", "tcp:192.0.2.1:40000", "60", "Phone"])
+        self.assertEqual(len(out.splitlines()), 2)
+        self.assertEqual(self.ok("registrations", "1002"), "no registrations\n")
+
+
+class GeneralTests(CLITestCase):
+    def test_check_config(self):
+        code, out, err = self.run_cli("check-config", self.config, config=False)
+        self.assertEqual((code, out, err), (0, f"{self.config}: ok\n", ""))
+        bad = os.path.join(self.dir, "bad.toml")
+        with open(bad, "w") as f:
+            f.write('[sip]\nport = 70000\nbogus = 1\n[nonsense]\n')
+        code, out, err = self.run_cli("check-config", bad, config=False)
+        self.assertEqual(code, 1)
+        lines = out.splitlines()
+        self.assertEqual(len(lines), 3, out)
+        self.assertTrue(all(line.startswith(bad + ": ") for line in lines))
+        code, out, _ = self.run_cli("check-config", os.path.join(self.dir, "missing.toml"), config=False)
+        self.assertEqual(code, 1)
+        self.assertIn("cannot read file", out)
+
+    def test_check_config_ignores_broken_default(self):
+        with open(self.config, "w") as f:
+            f.write("not toml [")
+        code, out, err = self.run_cli("check-config", self.config)
+        self.assertEqual(code, 1)
+        self.assertIn("not valid TOML", out)
+
+    def test_bad_config(self):
+        with open(self.config, "w") as f:
+            f.write("[sip]\nport = -1\n")
+        err = self.fails(2, "extension", "list")
+        self.assertTrue(err.startswith(f"mssctl: error: {self.config}: sip.port:"), err)
+        err = self.fails(2, "--config", os.path.join(self.dir, "nope.toml"), "extension", "list")
+        self.assertIn("cannot read file", err)
+
+    def test_default_config_path(self):
+        calls = []
+        real = cli.mss_config.default_path
+
+        def fake():
+            calls.append(True)
+            return self.config
+        self.patch(cli.mss_config, "default_path", fake)
+        code, out, err = self.run_cli("extension", "list", config=False)
+        self.assertEqual((code, out, err), (0, "no extensions\n", ""))
+        self.assertEqual(calls, [True])
+        self.assertIsNot(real, cli.mss_config.default_path)
+
+    def test_usage_errors_one_line(self):
+        for argv in ([], ["nonsense"], ["extension"], ["extension", "frobnicate"],
+                     ["extension", "call-level", "1001", "x"]):
+            err = self.fails(2, *argv)
+            self.assertIn("error:", err)
+
+    def test_help_goes_to_out(self):
+        code, out, err = self.run_cli("--help")
+        self.assertEqual((code, err), (0, ""))
+        self.assertIn("extension", out)
+
+    def test_store_error_is_one_line(self):
+        os.makedirs(self.db)                           # a directory where the file should be
+        err = self.fails(1, "extension", "list")
+        self.assertTrue(err.startswith("mssctl: error: "), err)
+
+    def test_format_table(self):
+        self.assertEqual(cli.format_table(("A", "BB"), [("xxx", 1), ("y", "")]),
+                         "A    BB\nxxx  1\ny\n")
+
+    def test_command_modules_importable(self):
+        for name in cli.COMMAND_MODULES:
+            module = __import__(name, fromlist=["add_parser"])
+            self.assertTrue(callable(module.add_parser))
