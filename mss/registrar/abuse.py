@@ -149,6 +149,14 @@ class BanList:
         if len(self._bans) > self.max_bans and now is not None:
             self._prune_bans(now)
 
+    def replace(self, bans: Iterable[Ban], now: float) -> None:
+        """Make the live bans exactly ``bans`` (the store's list after ``mssctl bans`` changed it).
+
+        Failure histories are kept, so an attacker gains nothing from an operator's change.
+        """
+        self._bans = {}
+        self.load(bans, now)
+
     # -- bookkeeping ---------------------------------------------------------------------------
 
     def _ban(self, address: str, until: float, reason: str, now: float) -> Ban:

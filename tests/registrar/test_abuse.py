@@ -95,6 +95,16 @@ class BanListTests(SynchronousTestCase):
         self.assertTrue(bans.is_banned(A, 499))
         self.assertFalse(bans.is_banned(B, 10))
 
+    def test_replace_syncs_with_store(self):
+        bans = BanList(threshold=3)
+        bans.ban(A, 0, "x")
+        bans.failure(B, 0)
+        bans.failure(B, 1)
+        bans.replace([Ban("198.51.100.1", 500, "operator"), Ban("198.51.100.2", 5, "old")], now=10)
+        self.assertFalse(bans.is_banned(A, 10))
+        self.assertEqual(bans.bans(10), [Ban("198.51.100.1", 500, "operator")])
+        self.assertTrue(bans.failure(B, 2))      # the history survived
+
     def test_bounded_under_flood(self):
         bans = BanList(threshold=3, window=60, max_tracked=1000, max_bans=100)
         now = 0.0
