@@ -234,8 +234,10 @@ class NonceCounter:
                 count = int(nc, 16)
             except ValueError:
                 return False
-        else:
+        elif isinstance(nc, int) and not isinstance(nc, bool):
             count = nc
+        else:
+            return False
         if count < 1:
             return False
         self._prune(now)

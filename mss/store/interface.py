@@ -94,7 +94,7 @@ class Extension:
     enabled: bool
     permissions: frozenset[str]
     call_level: int
-    ha1: dict = attrs.field(eq=False, repr=False)
+    ha1: dict = attrs.field(hash=False, repr=False)     # compared, not hashed, never shown
     realm: str = ""
 
     def ha1_for(self, algorithm: str, username: str, realm: str) -> str | None:

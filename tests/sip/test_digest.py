@@ -238,6 +238,7 @@ class NonceCounterTests(SynchronousTestCase):
         self.assertFalse(c.accept("n", "zz", 1))
         self.assertFalse(c.accept("n", "000000000", 1))
         self.assertFalse(c.accept("m", 0, 1))
+        self.assertFalse(c.accept("m", None, 1))      # no qop: no nc to check
 
     def test_forgotten_after_lifetime(self):
         c = NonceCounter(lifetime=300)

@@ -85,6 +85,13 @@ class ExtensionTests(StoreTestMixin, SynchronousTestCase):
                          ("1001", "Alice", True, frozenset({"multi_device"}), 3, REALM))
         self.assertTrue(ext.has("multi_device"))
         self.assertIsNone(self.store.get_extension("1002"))
+        self.assertEqual(len({ext, self.store.get_extension("1001")}), 1)    # hashable
+
+    def test_password_change_is_visible_in_equality(self):
+        before = self.store.add_extension("1001", "old", REALM)
+        self.store.set_password("1001", "new", REALM)
+        self.assertNotEqual(self.store.get_extension("1001"), before)
+        self.assertNotIn("ha1", repr(before))
 
     def test_ha1_values_not_password(self):
         ext = self.store.add_extension("1001", "secret", REALM)
