@@ -96,3 +96,14 @@ def facts(call_id: str = "call-1", caller: str = "1001", callee: str = "1002", *
     """CallFacts with handy defaults."""
     from mss.services.api import CallFacts
     return CallFacts(call_id=call_id, caller=caller, callee=callee, **kwargs)
+
+
+def standard_engine(store=None, seed: int = 1, **kwargs: Any):
+    """A ServiceEngine over the bundled lua/services with a memory store."""
+    from mss.services.engine import ServiceEngine, default_directory
+    engine = ServiceEngine(store if store is not None else MemoryServiceStore(),
+                           default_directory(), seed=seed, **kwargs)
+    report = engine.reload()
+    if not report.ok:
+        raise AssertionError(f"bundled services failed to load: {report.failed}")
+    return engine
