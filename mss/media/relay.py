@@ -439,6 +439,14 @@ class Gateway:
             reply["sdp"] = bytes(sdplib.rewrite_media(desc, self.public_address, ports))
         if address is None:
             ep = self._audio_endpoint(msg)
+        try:
+            return self._join(ep, name, msg, reply)
+        except NgError:
+            if "sdp" in reply or address is not None:
+                self._delete_call(self.calls[ep.leg.call_id])   # created by this command
+            raise
+
+    def _join(self, ep: MediaEndpoint, name: str, msg, reply: dict) -> dict:
         if ep.bridge is not None:
             raise NgError("leg is bridged to another worker's room")
         if ep.room is not None:

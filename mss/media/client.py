@@ -1,0 +1,238 @@
+"""Call control's side of the media gateway: the ``IMediaGateway`` seam and its implementations.
+
+- ``NgClient`` talks the ``ng`` protocol over UDP to the built-in gateway, a remote one, or a
+  real rtpengine. Each request gets a fresh cookie; it is resent unchanged (same cookie, so the
+  gateway answers from its cache instead of executing twice) after 0.5, 1, 2 ... s until a reply
+  arrives or ``timeout`` passes (``MediaTimeout``). An ``error`` reply fails the Deferred with
+  ``MediaError(reason)``. Notifications the gateway sends (``media-timeout``) are acknowledged
+  and handed to ``on_notify(message)``.
+- ``PassThroughMedia`` is ``[media] mode = "off"``: SDP passes unchanged, no mixing.
+
+All methods return Deferreds firing with the reply dictionary (``str`` values; ``sdp`` as bytes).
+"""
+# -*- test-case-name: tests.media.test_client -*-
+from __future__ import annotations
+
+import itertools
+import os
+from typing import Any, Callable
+
+from twisted.application import service
+from twisted.internet import defer
+from twisted.internet.protocol import DatagramProtocol
+from twisted.logger import Logger
+from zope.interface import Interface, implementer
+
+from mss.media import ng
+
+
+class MediaError(Exception):
+    """The gateway answered with an error (``reason`` is its ``error-reason``)."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+class MediaTimeout(Exception):
+    """The gateway did not answer in time."""
+
+
+class IMediaGateway(Interface):
+    def ping():
+        """Fires with {"result": "pong"}."""
+
+    def offer(call_id, from_tag, sdp, to_tag=None, flags=(), **extra):
+        """SDP from the leg ``from_tag``; fires with the reply, ``sdp`` rewritten for the peer."""
+
+    def answer(call_id, from_tag, to_tag, sdp, flags=(), **extra):
+        """SDP answer from the leg ``to_tag``; fires with ``sdp`` rewritten for ``from_tag``."""
+
+    def delete(call_id, from_tag=None, to_tag=None):
+        """Free the call's ports; fires with its final statistics."""
+
+    def query(call_id):
+        """Fires with the call's statistics (tags, medias, totals, ``timed out``)."""
+
+    def room_join(room, call_id, from_tag, sdp=None, codec=None):
+        """Move a leg into a mixing room (``sdp``: create a leg that only talks to the room,
+        the reply's ``sdp`` is for that leg's phone)."""
+
+    def room_leave(call_id, from_tag):
+        """Take a leg out of its room (back to plain relaying)."""
+
+    def room_query(room):
+        """Fires with the room's participants."""
+
+
+def _as_bytes(reply: dict) -> dict:
+    if isinstance(reply.get("sdp"), str):
+        reply["sdp"] = reply["sdp"].encode("utf-8", "surrogateescape")
+    return reply
+
+
+def _as_text(sdp) -> str:
+    return sdp.decode("utf-8", "surrogateescape") if isinstance(sdp, bytes) else sdp
+
+
+class _CommandsMixin:
+    """The IMediaGateway methods as ng dictionaries; ``command(message)`` sends them."""
+
+    def ping(self):
+        return self.command({"command": "ping"})
+
+    def offer(self, call_id, from_tag, sdp, to_tag=None, flags=(), **extra):
+        msg = {"command": "offer", "call-id": call_id, "from-tag": from_tag, "sdp": _as_text(sdp)}
+        if to_tag:
+            msg["to-tag"] = to_tag
+        if flags:
+            msg["flags"] = list(flags)
+        msg.update(extra)
+        return self.command(msg).addCallback(_as_bytes)
+
+    def answer(self, call_id, from_tag, to_tag, sdp, flags=(), **extra):
+        msg = {"command": "answer", "call-id": call_id, "from-tag": from_tag, "to-tag": to_tag,
+               "sdp": _as_text(sdp)}
+        if flags:
+            msg["flags"] = list(flags)
+        msg.update(extra)
+        return self.command(msg).addCallback(_as_bytes)
+
+    def delete(self, call_id, from_tag=None, to_tag=None):
+        msg = {"command": "delete", "call-id": call_id}
+        if from_tag:
+            msg["from-tag"] = from_tag
+        if to_tag:
+            msg["to-tag"] = to_tag
+        return self.command(msg)
+
+    def query(self, call_id):
+        return self.command({"command": "query", "call-id": call_id})
+
+    def room_join(self, room, call_id, from_tag, sdp=None, codec=None):
+        msg = {"command": "room-join", "room": room, "call-id": call_id, "from-tag": from_tag}
+        if sdp is not None:
+            msg["sdp"] = _as_text(sdp)
+        if codec:
+            msg["codec"] = codec
+        return self.command(msg).addCallback(_as_bytes)
+
+    def room_leave(self, call_id, from_tag):
+        return self.command({"command": "room-leave", "call-id": call_id, "from-tag": from_tag})
+
+    def room_query(self, room):
+        return self.command({"command": "room-query", "room": room})
+
+
+class _ClientProtocol(DatagramProtocol):
+    def __init__(self, owner: "NgClient"):
+        self.owner = owner
+
+    def datagramReceived(self, data, addr):
+        self.owner._received(data, addr)
+
+
+@implementer(IMediaGateway)
+class NgClient(_CommandsMixin, service.Service):
+    """ng over UDP. ``NgClient(reactor, "127.0.0.1:22222")``; start it as a service (or
+    ``startService()``) before use."""
+    log = Logger()
+
+    def __init__(self, reactor, control_address, *, timeout: float = 5.0,
+                 first_retransmit: float = 0.5, on_notify: Callable[[dict], Any] | None = None):
+        if isinstance(control_address, str):
+            host, _, port = control_address.rpartition(":")
+            control_address = (host.strip("[]"), int(port))
+        self.reactor = reactor
+        self.address = control_address
+        self.timeout = timeout
+        self.first_retransmit = first_retransmit
+        self.on_notify = on_notify
+        self._ids = itertools.count(1)
+        self._prefix = b"%x_" % os.getpid()
+        self._pending: dict[bytes, list] = {}
+        self._port = None
+        self._protocol = _ClientProtocol(self)
+
+    def startService(self):
+        super().startService()
+        interface = "::" if ":" in self.address[0] else "0.0.0.0"
+        if self.address[0].startswith("127."):
+            interface = "127.0.0.1"
+        self._port = self.reactor.listenUDP(0, self._protocol, interface=interface)
+
+    def stopService(self):
+        super().stopService()
+        for cookie in list(self._pending):
+            d, _, delayed = self._pending.pop(cookie)
+            if delayed.active():
+                delayed.cancel()
+            d.errback(MediaTimeout("client stopped"))
+        if self._port is not None:
+            port, self._port = self._port, None
+            return port.stopListening()
+
+    def command(self, message: dict) -> defer.Deferred:
+        if self._port is None:
+            return defer.fail(MediaError("media client is not started"))
+        cookie = self._prefix + b"%d" % next(self._ids)
+        datagram = ng.format(cookie, message)
+        d = defer.Deferred()
+        started = self.reactor.seconds()
+
+        def send(interval: float) -> None:
+            elapsed = self.reactor.seconds() - started
+            if elapsed >= self.timeout:
+                self._pending.pop(cookie, None)
+                d.errback(MediaTimeout(f"no answer from media gateway {self.address[0]}:"
+                                       f"{self.address[1]} to {message.get('command')} "
+                                       f"after {elapsed:.1f} s"))
+                return
+            self._port.write(datagram, self.address)
+            wait = min(interval, self.timeout - elapsed)
+            self._pending[cookie] = [d, message, self.reactor.callLater(wait, send, interval * 2)]
+        send(self.first_retransmit)
+        return d
+
+    def _received(self, data: bytes, addr) -> None:
+        try:
+            cookie, reply = ng.parse(data)
+        except ng.NgError as e:
+            self.log.warn("bad datagram from media gateway {peer}: {problem}", peer=addr,
+                          problem=e.reason)
+            return
+        entry = self._pending.pop(cookie, None)
+        if entry is not None:
+            d, _, delayed = entry
+            if delayed.active():
+                delayed.cancel()
+            if reply.get("result") == "error":
+                d.errback(MediaError(str(reply.get("error-reason", "error"))))
+            else:
+                d.callback(reply)
+            return
+        if "notify" in reply:
+            self._port.write(ng.format(cookie, {"result": "ok"}), addr)
+            if self.on_notify is not None:
+                try:
+                    self.on_notify(reply)
+                except Exception:
+                    self.log.failure("media notification handler failed")
+        # else: a late reply to a request we gave up on or already answered
+
+
+@implementer(IMediaGateway)
+class PassThroughMedia(_CommandsMixin):
+    """``[media] mode = "off"``: no anchoring, SDP returned unchanged, no rooms."""
+
+    def command(self, message: dict) -> defer.Deferred:
+        command = message.get("command")
+        if command == "ping":
+            return defer.succeed({"result": "pong"})
+        if command in ("offer", "answer"):
+            return defer.succeed({"result": "ok", "sdp": message["sdp"]})
+        if command == "delete":
+            return defer.succeed({"result": "ok"})
+        if command == "query":
+            return defer.succeed({"result": "ok", "tags": {}, "timed out": 0})
+        return defer.fail(MediaError("media anchoring is off: no mixing rooms"))

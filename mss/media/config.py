@@ -1,0 +1,64 @@
+"""Settings of the stand-alone gateway (``twistd -n mss-media --config etc/mss-media.toml``).
+
+The file has a ``[media]`` section with the same keys as ``[media]`` in ``etc/mss.toml``
+(``control``, ``rtp_ports``, ``public_address``, ``media_timeout``, ``workers``; ``mode`` is
+accepted and ignored, so one file can serve both) plus ``bind``, the address the RTP sockets bind
+to (default: ``public_address``, which suits hosts that own their public address; set
+``"0.0.0.0"`` behind 1:1 NAT). Checks and error messages are those of ``mss.config``
+(``ConfigError`` naming file, key and problem). Other sections of ``etc/mss.toml`` are ignored,
+so the switch can hand its own file to the gateway child it starts.
+"""
+# -*- test-case-name: tests.media.test_config -*-
+from __future__ import annotations
+
+from mss import config as mssconfig
+from mss.config import ConfigError, Key
+
+SCHEMA: dict[str, dict[str, Key]] = {
+    "media": {
+        **mssconfig.SCHEMA["media"],
+        "bind": Key(str, "", lambda v: mssconfig._address(v) if v else v),
+    },
+}
+
+
+def _check(path: str, raw: dict) -> dict:
+    for section, value in raw.items():
+        if section not in SCHEMA and section not in mssconfig.SCHEMA:
+            raise ConfigError(path, section, f"unknown section [{section}]")
+        if not isinstance(value, dict):
+            raise ConfigError(path, section, "must be a table ([section])")
+    out: dict = {}
+    for section, keys in SCHEMA.items():
+        given = raw.get(section, {})
+        for name in given:
+            if name not in keys:
+                raise ConfigError(path, f"{section}.{name}", "unknown key")
+        values = {}
+        for name, key in keys.items():
+            value = given.get(name, key.default)
+            full = f"{section}.{name}"
+            types = key.type if isinstance(key.type, tuple) else (key.type,)
+            if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+                want = " or ".join(t.__name__ for t in types)
+                raise ConfigError(path, full, f"expected {want}, got {type(value).__name__} {value!r}")
+            if key.check is not None:
+                try:
+                    value = key.check(value)
+                except ValueError as e:
+                    raise ConfigError(path, full, str(e))
+            values[name] = value
+        out[section] = values
+    media = out["media"]
+    if not media["bind"]:
+        media["bind"] = media["public_address"]
+    return out
+
+
+def load(path: str) -> dict:
+    """Read and validate ``path``; raise ``ConfigError`` on the first problem."""
+    return _check(path, mssconfig._read(path))
+
+
+def from_dict(raw: dict, path: str = "<test>") -> dict:
+    return _check(path, raw)
