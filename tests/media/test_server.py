@@ -131,3 +131,36 @@ class GatewayLoopbackTests(TestCase):
         replies.transport.write(b"no-cookie-here", self.control)
         got = yield replies.wait(3)
         self.assertEqual(ng.parse(got[2][0])[1]["result"], "error")
+
+
+class ControlProtocolTests(TestCase):
+    """Notifications: resent until acknowledged (Clock-driven, no sockets)."""
+
+    def test_notify_resent_until_ack(self):
+        from twisted.internet.task import Clock
+        from mss.media.server import ControlProtocol
+
+        class T:
+            def __init__(self):
+                self.written = []
+
+            def write(self, data, addr):
+                self.written.append((data, addr))
+        clock = Clock()
+        proto = ControlProtocol(lambda m, s: {"result": "pong"}, clock)
+        proto.transport = T()
+        proto.notify(("127.0.0.1", 5), {"notify": "media-timeout", "call-id": "c"})
+        clock.advance(2)
+        self.assertEqual(len(proto.transport.written), 2)
+        cookie = proto.transport.written[0][0].split(b" ")[0]
+        proto.datagramReceived(cookie + b" d6:result2:oke", ("127.0.0.1", 5))
+        for _ in range(5):
+            clock.advance(2)
+        self.assertEqual(len(proto.transport.written), 2)
+        self.assertEqual(clock.getDelayedCalls(), [])
+        # an unacknowledged one stops after three sends
+        proto.notify(("127.0.0.1", 5), {"notify": "media-timeout", "call-id": "d"})
+        for _ in range(5):
+            clock.advance(2)
+        self.assertEqual(len(proto.transport.written), 5)
+        self.assertEqual(clock.getDelayedCalls(), [])

@@ -1,0 +1,81 @@
+# -*- test-case-name: tests.media.test_client -*-
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+from zope.interface.verify import verifyObject
+
+from mss.media import ng
+from mss.media.client import IMediaGateway, MediaError, MediaTimeout, NgClient, PassThroughMedia
+
+
+class FakePort:
+    def __init__(self):
+        self.written = []
+
+    def write(self, data, addr):
+        self.written.append((data, addr))
+
+
+class NgClientTests(SynchronousTestCase):
+    def setUp(self):
+        self.clock = Clock()
+        self.notes = []
+        self.client = NgClient(self.clock, "127.0.0.1:22222", timeout=5,
+                               on_notify=self.notes.append)
+        self.port = self.client._port = FakePort()
+
+    def test_interface(self):
+        verifyObject(IMediaGateway, self.client)
+        verifyObject(IMediaGateway, PassThroughMedia())
+
+    def test_reply_matched_by_cookie(self):
+        d = self.client.offer("c1", "ta", b"v=0\r\n", flags=["trust-address"])
+        (datagram, addr), = self.port.written
+        self.assertEqual(addr, ("127.0.0.1", 22222))
+        cookie, msg = ng.parse(datagram)
+        self.assertEqual(msg, {"command": "offer", "call-id": "c1", "from-tag": "ta",
+                               "sdp": "v=0\r\n", "flags": ["trust-address"]})
+        self.client._received(ng.format(b"other", {"result": "ok"}), addr)
+        self.assertNoResult(d)
+        self.client._received(ng.format(cookie, {"result": "ok", "sdp": "v=0\r\nx"}), addr)
+        self.assertEqual(self.successResultOf(d), {"result": "ok", "sdp": b"v=0\r\nx"})
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_retransmits_same_cookie_then_times_out(self):
+        d = self.client.ping()
+        for _ in range(10):
+            self.clock.advance(0.5)
+        # sent at 0, 0.5, 1.5, 3.5; gives up at 5
+        self.assertEqual(len(self.port.written), 4)
+        self.assertEqual(len(set(self.port.written)), 1)
+        self.failureResultOf(d, MediaTimeout)
+
+    def test_error_reply(self):
+        d = self.client.query("nope")
+        cookie, _ = ng.parse(self.port.written[0][0])
+        self.client._received(ng.format(cookie, {"result": "error", "error-reason": "Unknown call-id"}),
+                              None)
+        self.assertEqual(self.failureResultOf(d, MediaError).value.reason, "Unknown call-id")
+
+    def test_notification_acknowledged(self):
+        self.client._received(ng.format(b"mssn1", {"notify": "media-timeout", "call-id": "c1"}),
+                              ("127.0.0.1", 22222))
+        self.assertEqual(self.notes, [{"notify": "media-timeout", "call-id": "c1"}])
+        self.assertEqual(self.port.written, [(b"mssn1 d6:result2:oke", ("127.0.0.1", 22222))])
+
+    def test_garbage_ignored(self):
+        self.client._received(b"\x00\x01", None)
+        self.assertEqual(self.port.written, [])
+
+    def test_not_started(self):
+        self.client._port = None
+        self.failureResultOf(self.client.ping(), MediaError)
+
+
+class PassThroughTests(SynchronousTestCase):
+    def test_sdp_unchanged(self):
+        m = PassThroughMedia()
+        self.assertEqual(self.successResultOf(m.offer("c", "a", b"v=0\r\n"))["sdp"], b"v=0\r\n")
+        self.assertEqual(self.successResultOf(m.answer("c", "a", "b", b"v=0\r\ny"))["sdp"], b"v=0\r\ny")
+        self.assertEqual(self.successResultOf(m.ping()), {"result": "pong"})
+        self.successResultOf(m.delete("c"))
+        self.failureResultOf(m.room_join("r", "c", "a"), MediaError)
