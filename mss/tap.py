@@ -10,12 +10,19 @@ from __future__ import annotations
 import sys
 
 from twisted.application import service
+from twisted.application.internet import TimerService
 from twisted.logger import (FilteringLogObserver, LogLevel, LogLevelFilterPredicate, Logger,
                             globalLogPublisher, jsonFileLogObserver)
 from twisted.python import usage
 
 from mss import config as mss_config
+from mss.registrar.abuse import BanList
+from mss.registrar.auth import Authenticator, load_secret
+from mss.registrar.bindings import BindingTable
+from mss.registrar.directory import Directory
+from mss.registrar.registrar import MULTI_DEVICE, Registrar
 from mss.sip.core import OptionsResponder, SipCore
+from mss.store.sqlite import SQLiteStore
 from mss.transport.shell import SipShell
 
 log = Logger()
@@ -71,13 +78,68 @@ class Switch(service.MultiService):
                               tcp_idle_timeout=sip["tcp_idle_timeout"])
         self.options = OptionsResponder(self.core, reactor)
         self.core.register_user(self.options, ["OPTIONS"])
+
+        # provisioning and registrations
+        self.store = SQLiteStore(settings["store"]["path"])
+        self.directory = Directory(self.store)
+        sec = settings["security"]
+        self.bans = BanList(threshold=sec["ban_threshold"], window=sec["ban_window"],
+                            ban_time=sec["ban_time"], allow=sec["allow"])
+        self.bans.load(self.store.list_bans(reactor.seconds()), reactor.seconds())
+        auth = settings["auth"]
+        self.auth = Authenticator(self.directory, self.bans, realm=auth["realm"],
+                                  secret=load_secret(auth["secret_file"]),
+                                  nonce_lifetime=auth["nonce_lifetime"],
+                                  algorithms=auth["algorithms"], on_ban=self._persist_ban)
+        reg = settings["registrar"]
+        self.bindings = BindingTable(self.store, self.core.timers, max_devices=reg["max_devices"])
+        self.registrar = Registrar(self.core, reactor, self.auth, self.bindings, self.directory,
+                                   min_expires=reg["min_expires"], max_expires=reg["max_expires"],
+                                   default_expires=reg["default_expires"],
+                                   scanner_agents=sec["drop_user_agents"], domain=sip["domain"])
+        self.core.register_user(self.registrar, ["REGISTER"])
+        self.directory.listeners.append(self._provisioning_changed)
         self.shell.setServiceParent(self)
+        self.poller = TimerService(settings["store"]["poll_interval"], self.directory.poll)
+        self.poller.setServiceParent(self)
+
+    def _persist_ban(self, ban) -> None:
+        if ban is not None:
+            self.store.put_ban(ban.address, ban.until, ban.reason)
+
+    def _provisioning_changed(self) -> None:
+        """Re-apply the multi-device rule (the permission may have been turned off)."""
+        for aor in self.bindings.aors():
+            ext = self.directory(aor)
+            if ext is None:
+                self.bindings.remove_all(aor)
+            else:
+                self.bindings.enforce(aor, ext.has(MULTI_DEVICE))
+        # bans added or lifted with `mssctl bans` take effect here too
+        now = self.reactor.seconds()
+        self.bans.replace(self.store.list_bans(now), now)
+        self.shell.flush()
+
+    def startService(self):
+        setup_logging(self.settings)        # twistd's observers exist only from now on
+        loaded = self.bindings.load(self.reactor.seconds())
+        log.info("loaded {count} live registrations from the store", count=loaded)
+        super().startService()
+
+    def stopService(self):
+        d = super().stopService()
+
+        def close(result):
+            self.store.close()
+            return result
+        if d is not None:
+            return d.addBoth(close)
+        close(None)
 
 
 def makeService(options, reactor=None):
     if reactor is None:
         from twisted.internet import reactor
     settings = options["settings"] if "settings" in options else mss_config.load(options.get("config"))
-    setup_logging(settings)
     log.info("mss starting with {path}", path=settings.path)
     return Switch(settings, reactor)

@@ -191,3 +191,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None,
         return 1
     finally:
         ctx.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -84,6 +84,7 @@ class SipStreamFactory(Factory):
     """Accepts connections, and opens connections for messages to a new destination."""
 
     log = Logger()
+    noisy = False
 
     def __init__(self, shell, idle_timeout: float = 600):
         self.shell = shell

@@ -10,6 +10,7 @@ from mss.sip.address import Address
 
 class SipDatagramProtocol(DatagramProtocol):
     log = Logger()
+    noisy = False
 
     def __init__(self, shell):
         self.shell = shell
