@@ -47,6 +47,11 @@ PRETTY = {
 }
 
 _TOKEN = re.compile(r"^[A-Za-z0-9\-.!%*_+`'~]+$")
+
+
+def is_digits(text: str) -> bool:
+    """ASCII digits only (str.isdigit() also accepts "²", which int() refuses)."""
+    return text.isascii() and text.isdigit()
 _LWS = " \t"
 
 
@@ -270,6 +275,7 @@ class Via:
     port: int | None = None
     params: tuple = ()
     raw: str | None = attrs.field(default=None, eq=False, repr=False)
+    version: str = "2.0"        # protocol-version is a token (§25.1): RFC 4475 §3.1.2.16
 
     def param(self, name: str, default=None):
         return _param(self.params, name, default)
@@ -297,18 +303,19 @@ class Via:
     def __str__(self) -> str:
         if self.raw is not None:
             return self.raw
-        return f"SIP/2.0/{self.transport} {self.sent_by}{format_params(self.params)}"
+        return (f"SIP/{self.version}/{self.transport} {self.sent_by}"
+                f"{format_params(self.params)}")
 
 
-_VIA = re.compile(r"^SIP[ \t]*/[ \t]*2\.0[ \t]*/[ \t]*([A-Za-z0-9\-.!%*_+`'~]+)[ \t]+([^;]+)(.*)$",
-                  re.I | re.S)
+_VIA = re.compile(r"^SIP[ \t]*/[ \t]*([A-Za-z0-9\-.!%*_+`'~]+)[ \t]*/[ \t]*"
+                  r"([A-Za-z0-9\-.!%*_+`'~]+)[ \t]+([^;]+)(.*)$", re.I | re.S)
 
 
 def parse_via(value: str) -> Via:
     m = _VIA.match(value.strip(_LWS))
     if m is None:
         raise SIPParseError(f"bad Via {value!r}")
-    transport, hostport, rest = m.groups()
+    version, transport, hostport, rest = m.groups()
     hostport = hostport.strip(_LWS).replace(" ", "").replace("\t", "")
     try:
         host, port = split_host_port(hostport)
@@ -324,13 +331,16 @@ def parse_via(value: str) -> Via:
                 h = f"[{h}]"          # RFC 5118 §4.5: IPv6 received without brackets
             if not valid_host(h):
                 raise SIPParseError(f"bad Via received {pvalue!r}")
-        elif name == "rport" and pvalue is not None and not (pvalue.isdigit() and int(pvalue) < 65536):
+        elif name == "rport" and pvalue is not None and not (
+                is_digits(pvalue) and len(pvalue) <= 5 and int(pvalue) < 65536):
             raise SIPParseError(f"bad Via rport {pvalue!r}")
-        elif name == "ttl" and not (pvalue and pvalue.isdigit() and int(pvalue) <= 255):
+        elif name == "ttl" and not (pvalue and is_digits(pvalue) and len(pvalue) <= 3
+                                    and int(pvalue) <= 255):
             raise SIPParseError(f"bad Via ttl {pvalue!r}")
         elif name == "maddr" and not (pvalue and valid_host(pvalue)):
             raise SIPParseError(f"bad Via maddr {pvalue!r}")
-    return Via(transport.upper(), host, port, params, raw=value.strip(_LWS))
+    return Via(transport.upper(), host, port, params, raw=value.strip(_LWS),
+               version="2.0" if version == "2.0" else version)
 
 
 @attrs.frozen(slots=True)
@@ -344,7 +354,7 @@ class CSeq:
 
 def parse_cseq(value: str) -> CSeq:
     parts = value.split()
-    if len(parts) != 2 or not parts[0].isdigit() or len(parts[0]) > 10 or not is_token(parts[1]):
+    if len(parts) != 2 or not is_digits(parts[0]) or len(parts[0]) > 10 or not is_token(parts[1]):
         raise SIPParseError(f"bad CSeq {value!r}")
     number = int(parts[0])
     if number >= 2 ** 31:
@@ -354,7 +364,7 @@ def parse_cseq(value: str) -> CSeq:
 
 def parse_int(value: str, name: str, limit: int = 2 ** 32 - 1) -> int:
     value = value.strip(_LWS)
-    if not value.isdigit() or len(value) > 10 or int(value) > limit:
+    if not is_digits(value) or len(value) > 10 or int(value) > limit:
         raise SIPParseError(f"bad {name} {value!r}")
     return int(value)
 

@@ -54,19 +54,22 @@ REASONS = {
 class Headers:
     """Ordered header lines ``[name, value]`` with a lookup index by canonical name."""
 
-    __slots__ = ("_items", "_index")
+    __slots__ = ("_items", "_index", "_raw")
 
     def __init__(self, items=None):
         self._items: list[list[str]] = items if items is not None else []
         self._index: dict[str, list[int]] | None = None
+        # The header lines exactly as received (bytes, CRLF-separated, folding kept), for a
+        # lossless to_bytes(); any change through the methods below drops it.
+        self._raw: bytes | None = None
 
     def _idx(self) -> dict[str, list[int]]:
         index = self._index
         if index is None:
-            self._index = index = {}
             index = {}
             for i, item in enumerate(self._items):
                 index.setdefault(canonical(item[0]), []).append(i)
+            self._index = index
         return index
 
     def __iter__(self):
@@ -110,12 +113,14 @@ class Headers:
         else:
             self._items.append([name, value])
         self._index = None
+        self._raw = None
 
     def insert_before(self, name: str, value: str) -> None:
         """Insert above the first line of the same header (Via, Route), else on top."""
         found = self._idx().get(canonical(name))
         self._items.insert(found[0] if found else 0, [name, value])
         self._index = None
+        self._raw = None
 
     def set(self, name: str, value: str) -> None:
         """Replace every line of that header by one line, where the first one stood."""
@@ -128,17 +133,20 @@ class Headers:
             for i in reversed(found[1:]):
                 del self._items[i]
         self._index = None
+        self._raw = None
 
     def remove(self, name: str) -> None:
         key = canonical(name)
         self._items = [item for item in self._items if canonical(item[0]) != key]
         self._index = None
+        self._raw = None
 
     def remove_first(self, name: str) -> None:
         found = self._idx().get(canonical(name))
         if found:
             del self._items[found[0]]
             self._index = None
+            self._raw = None
 
     def copy(self) -> "Headers":
         return Headers([list(item) for item in self._items])
@@ -147,12 +155,13 @@ class Headers:
 class Message:
     """Common parts of requests and responses. Parsed values are cached on first use."""
 
-    __slots__ = ("headers", "body", "_via", "_from", "_to", "_cseq", "_contact")
+    __slots__ = ("headers", "body", "_via", "_from", "_to", "_cseq", "_contact", "_wire_length")
 
     def __init__(self, headers: Headers, body: bytes = b""):
         self.headers = headers
         self.body = body
         self._via = self._from = self._to = self._cseq = self._contact = None
+        self._wire_length = None    # body length when parsed: the raw header block still fits
 
     # -- structured access -------------------------------------------------------------------
     @property
@@ -225,16 +234,32 @@ class Message:
         raise NotImplementedError
 
     def to_bytes(self) -> bytes:
+        """The message on the wire. A parsed message whose headers were not changed gives
+        back the bytes it came from (header spelling, order, folding, spacing), the start
+        line rebuilt from its fields; a Content-Length line is added when there was none
+        and corrected when it no longer matches the body (§18.3, §20.14)."""
+        body = self.body
+        raw = self.headers._raw
+        if raw is not None and self._wire_length == len(body):
+            start = self._start_line().encode("utf-8", "surrogateescape")
+            if "content-length" in self.headers._idx():
+                return b"".join((start, b"\r\n", raw, b"\r\n\r\n", body))
+            return b"".join((start, b"\r\n", raw, b"\r\nContent-Length: %d\r\n\r\n" % len(body),
+                             body))
         lines = [self._start_line()]
         has_length = False
         for name, value in self.headers._items:
             if not has_length and (name == "Content-Length" or canonical(name) == "content-length"):
                 has_length = True
+                if value != str(len(body)):
+                    value = str(len(body))
+            elif has_length and canonical(name) == "content-length":
+                continue            # never send two Content-Length values
             lines.append(f"{name}: {value}")
         if not has_length:
-            lines.append(f"Content-Length: {len(self.body)}")
+            lines.append(f"Content-Length: {len(body)}")
         lines.append("\r\n")
-        return "\r\n".join(lines).encode("utf-8", "surrogateescape") + self.body
+        return "\r\n".join(lines).encode("utf-8", "surrogateescape") + body
 
     __bytes__ = to_bytes
 
@@ -285,18 +310,48 @@ class Response(Message):
 # -- parsing ----------------------------------------------------------------------------------
 
 class Incomplete(Exception):
-    """A stream holds only part of a message; read more (TCP framing)."""
+    """A stream holds only part of a message; read more (TCP framing).
+
+    ``skip`` counts the CRLF keep-alive bytes (RFC 5626 §3.5.1) at the start of the buffer
+    that the transport may discard now, so that keep-alives never accumulate."""
+
+    def __init__(self, skip: int = 0):
+        super().__init__(skip)
+        self.skip = skip
+
+
+def is_keepalive(data: bytes) -> bool:
+    """A datagram or stream chunk that is only a CRLF keep-alive (RFC 5626 §3.5.1, §4.4.1)."""
+    return bool(data) and not data.strip(b"\r\n")
+
+
+def _digits(text: str) -> bool:
+    # str.isdigit() accepts "²" and other Unicode digits that int() refuses
+    return text.isascii() and text.isdigit()
 
 
 def _split_head(data: bytes) -> tuple[int, int]:
-    """Index of the end of the header section and of the start of the body."""
+    """Index of the end of the header section and of the start of the body.
+
+    The earliest empty line wins, whatever its line ending: CRLF CRLF (RFC 3261 §7), or the
+    bare-LF forms some senders use (tolerated, §7.5 asks for CRLF)."""
     end = data.find(b"\r\n\r\n")
+    limit = end if end >= 0 else len(data)
+    lf = data.find(b"\n\n", 0, limit)
+    if lf >= 0:
+        limit = end = lf
+        body = lf + 2
+    elif end >= 0:
+        body = end + 4
+    lfcr = data.find(b"\n\r\n", 0, limit)
+    if lfcr >= 0:
+        return lfcr, lfcr + 3
     if end >= 0:
-        return end, end + 4
-    end = data.find(b"\n\n")            # bare-LF senders (tolerated, RFC 3261 §7.5 says CRLF)
-    if end >= 0:
-        return end, end + 2
+        return end, body
     return -1, -1
+
+
+_FOLD = re.compile(r"\n[ \t]+")
 
 
 def parse(data: bytes, stream: bool = False, max_size: int = 65535,
@@ -304,41 +359,73 @@ def parse(data: bytes, stream: bool = False, max_size: int = 65535,
     """Parse one message from the start of ``data``.
 
     Returns ``(message, consumed)``. With ``stream=True`` an incomplete message raises
-    ``Incomplete``; for datagrams the trailing bytes beyond Content-Length are ignored.
+    ``Incomplete`` and Content-Length is required (§18.3); for datagrams the bytes beyond
+    Content-Length are ignored (§18.3, RFC 4475 §3.1.1.8). CRLFs before the start line are
+    skipped (§7.5) and counted in ``consumed``. Anything else that is wrong raises
+    ``SIPParseError`` (see the module docstring for ``partial``).
     """
+    skip = 0
+    if data[:1] in (b"\r", b"\n"):
+        stripped = data.lstrip(b"\r\n")
+        skip = len(data) - len(stripped)
+        if not stripped:
+            if stream:
+                raise Incomplete(skip)
+            raise SIPParseError("keep-alive, not a message")
+        data = stripped
     head_end, body_start = _split_head(data)
+    unterminated = False
     if head_end < 0:
         if stream:
             if len(data) > max_size:
                 raise SIPParseError("message too large", 513)
-            raise Incomplete()
-        raise SIPParseError("no end of header section")
+            raise Incomplete(skip)
+        # a datagram without the empty line: parse what is there to answer 400 (§7.5)
+        unterminated = True
+        head_end = body_start = len(data)
     if head_end > max_size:
         raise SIPParseError("message too large", 513)
-    text = data[:head_end].decode("utf-8", "surrogateescape")
+    head = data[:head_end]
+    text = head.decode("utf-8", "surrogateescape")
+    first_eol = head.find(b"\n")      # bytes: the start line may hold UTF-8
+    crlf = text.count("\r\n")
+    if crlf == text.count("\n") == text.count("\r") and (crlf or first_eol < 0):
+        raw = head[first_eol + 1:] if first_eol > 0 else None
+    else:
+        # bare LF or mixed line endings: normalise; a bare CR is never a line end
+        raw = None
+        text = text.replace("\r\n", "\n")
+        if unterminated:
+            text = text.rstrip("\n")
+        if "\r" in text:
+            raise SIPParseError("bare CR in header section")
     if "\n " in text or "\n\t" in text:
-        text = re.sub(r"\r?\n[ \t]+", " ", text)
-    lines = text.split("\r\n") if "\r\n" in text else text.split("\n")
-    start = lines[0]
+        text = _FOLD.sub(" ", text.replace("\r\n", "\n")).replace("\n", "\r\n")
+    lines = text.split("\r\n") if raw is not None else text.split("\n")
+    if unterminated:
+        raw = None
+        while lines and not lines[-1]:
+            lines.pop()
     if len(lines) - 1 > max_headers:
-        raise SIPParseError("too many header fields", 400)
+        raise SIPParseError("too many header fields")
 
     items = []
     index: dict[str, list[int]] = {}
     known = _CANON
+    bad = None
     for line in lines[1:]:
         colon = line.find(":")
         if colon <= 0:
-            if not line.strip():
-                continue
-            raise SIPParseError(f"malformed header line {line[:40]!r}")
+            bad = bad or f"malformed header line {line[:40]!r}"
+            continue
         name = line[:colon]
         key = known.get(name)
         if key is None:
             if name[-1] in " \t":
                 name = name.rstrip(" \t")
             if not _HEADER_NAME.match(name):
-                raise SIPParseError(f"bad header name {name[:40]!r}")
+                bad = bad or f"bad header name {name[:40]!r}"
+                continue
             key = canonical(name)
         found = index.get(key)
         if found is None:
@@ -349,69 +436,82 @@ def parse(data: bytes, stream: bool = False, max_size: int = 65535,
     headers = Headers(items)
     headers._index = index
 
-    if start.startswith("SIP/"):
+    start = lines[0]
+    if start[:4].upper() == "SIP/":
         msg = _response(start, headers)
     else:
         msg = _request(start, headers)
+    if bad is not None:
+        _fail(msg, bad)
+    if unterminated:
+        _fail(msg, "no empty line after the header section")
 
-    # Content-Length: exactly one, a valid number; body framing (§18.3, §20.14)
-    cl_lines = headers.get_lines("content-length")
-    if len(cl_lines) > 1:
-        _fail(msg, "more than one Content-Length")
+    # Content-Length: at most one, a valid number; body framing (§18.3, §20.14)
+    cl_lines = index.get("content-length")
     if cl_lines:
-        length_text = cl_lines[0]
-        if not length_text.isdigit() or len(length_text) > 10:
-            _fail(msg, f"bad Content-Length {length_text!r}")
+        if len(cl_lines) > 1:
+            _fail(msg, "more than one Content-Length")
+        length_text = items[cl_lines[0]][1]
+        if not _digits(length_text) or len(length_text) > 10:
+            _fail(msg, f"bad Content-Length {length_text[:20]!r}")
         length = int(length_text)
     elif stream:
         _fail(msg, "missing Content-Length on a stream transport")
     else:
         length = len(data) - body_start
-    if length > max_size:
-        raise SIPParseError("message too large", 513, msg if msg.is_request else None)
-    available = len(data) - body_start
-    if available < length:
+    if body_start + length > max_size:
+        _fail(msg, "message too large", 513)
+    if len(data) - body_start < length:
         if stream:
-            raise Incomplete()
+            raise Incomplete(skip)
         _fail(msg, "body shorter than Content-Length")
     msg.body = data[body_start:body_start + length]
     _validate(msg)
-    return msg, body_start + length
+    headers._raw = raw
+    msg._wire_length = length
+    return msg, skip + body_start + length
+
+
+def _top_via_ok(msg: Message) -> bool:
+    """Whether a response can be routed: the top Via parses (§18.2.2)."""
+    lines = msg.headers.get_lines("via")
+    if not lines:
+        return False
+    try:
+        H.parse_via(split_values(lines[0])[0])
+    except SIPParseError:
+        return False
+    return True
 
 
 def _fail(msg: Message, reason: str, status: int = 400):
-    """Raise, attaching the request when it is complete enough to answer."""
-    partial = None
-    if msg.is_request:
-        try:
-            _answerable(msg)
-            partial = msg
-        except SIPParseError:
-            partial = None
+    """Raise, attaching the request when a response to it can be routed."""
+    partial = msg if msg.is_request and _top_via_ok(msg) else None
     raise SIPParseError(reason, status, partial)
 
 
-def _answerable(msg: Message) -> None:
-    for name in ("call-id", "from", "to", "cseq", "via"):
-        if name not in msg.headers:
-            raise SIPParseError(f"missing {pretty(name)} header")
-    msg.vias, msg.from_, msg.to, msg.cseq   # parse them (raises when malformed)
+_PLACEHOLDER_URI = URI("sip", host="invalid")
 
 
 def _request(start: str, headers: Headers) -> Request:
     parts = start.split(" ")
     if len(parts) != 3 or not all(parts):
-        raise SIPParseError("malformed Request-Line")
+        # RFC 4475 §3.1.2.9/10: extra SP between or after the elements is unambiguous (a
+        # Request-URI holds no SP) and accepted; the line is rebuilt with single SPs.
+        parts = [p for p in parts if p]
+        if len(parts) != 3:
+            method = parts[0] if parts and _METHOD.match(parts[0]) else "UNKNOWN"
+            _fail(Request(method, _PLACEHOLDER_URI, headers), "malformed Request-Line")
     method, uri_text, version = parts
     if not _METHOD.match(method):
-        raise SIPParseError(f"bad method {method[:20]!r}")
-    # the Request-URI must be a bare URI: no <>, no embedded LWS (checked by the split)
+        _fail(Request("UNKNOWN", _PLACEHOLDER_URI, headers), f"bad method {method[:20]!r}")
     try:
         uri = parse_uri(uri_text)
     except SIPParseError as e:
-        req = Request(method, URI("sip", host="invalid"), headers)
-        _fail(req, f"bad Request-URI: {e.reason}")
+        _fail(Request(method, _PLACEHOLDER_URI, headers), f"bad Request-URI: {e.reason}")
     req = Request(method, uri, headers, version=version)
+    if uri.headers is not None:
+        _fail(req, "header fields in the Request-URI")     # §19.1.1 Table 1, RFC 4475 §3.1.2.11
     if version != SIP_VERSION:
         if version.upper() == SIP_VERSION:
             req.version = SIP_VERSION
@@ -425,7 +525,7 @@ def _response(start: str, headers: Headers) -> Response:
     code, _, reason = rest.partition(" ")
     if version.upper() != SIP_VERSION:
         raise SIPParseError(f"SIP version {version[:20]} not supported", 505)
-    if len(code) != 3 or not code.isdigit() or not 100 <= int(code) <= 699:
+    if len(code) != 3 or not _digits(code) or code[0] not in "123456":
         raise SIPParseError(f"bad status code {code[:20]!r}")
     return Response(int(code), reason, headers)
 
@@ -434,12 +534,12 @@ def _validate(msg: Message) -> None:
     """Check the headers every transaction needs; raise with a reason naming the header."""
     hdrs = msg.headers
     idx = hdrs._idx()
-    for name in ("call-id", "from", "to", "cseq", "via"):
+    for name in ("via", "call-id", "from", "to", "cseq"):
         if name not in idx:
             _fail(msg, f"missing {pretty(name)} header")
     for name in ("call-id", "from", "to", "cseq", "max-forwards"):
         lines = idx.get(name)
-        if lines and len(lines) > 1:
+        if len(lines or ()) > 1:
             _fail(msg, f"more than one {pretty(name)} header")
     try:
         msg.vias
@@ -447,15 +547,15 @@ def _validate(msg: Message) -> None:
         msg.to
         cseq = msg.cseq
     except SIPParseError as e:
-        raise SIPParseError(e.reason, e.status, None) from None
+        msg.invalidate()
+        _fail(msg, e.reason)
     call_id = hdrs._items[idx["call-id"][0]][1]
     if not call_id or " " in call_id or "\t" in call_id:
         _fail(msg, "bad Call-ID")
     if msg.is_request:
         if cseq.method != msg.method:
             _fail(msg, "CSeq method does not match the request method")
-        mf = idx.get("max-forwards")
-        if mf:
+        if "max-forwards" in idx:
             try:
                 msg.max_forwards
             except SIPParseError as e:
@@ -468,18 +568,131 @@ def parse_datagram(data: bytes, max_size: int = 65535, max_headers: int = 256) -
 
 # -- building requests and responses -----------------------------------------------------------
 
-_COPY_TO_RESPONSE = ("via", "from", "to", "call-id", "cseq")
+_COPY_TO_RESPONSE = frozenset(("via", "from", "to", "call-id", "cseq"))
 
 
 def make_response(request: Request, status: int, reason: str | None = None,
-                  to_tag: str | None = None) -> Response:
-    """A response to ``request`` per RFC 3261 §8.2.6: Via, From, To, Call-ID, CSeq copied."""
+                  to_tag: str | None = None, headers=()) -> Response:
+    """A response to ``request`` per RFC 3261 §8.2.6: Via, From, To, Call-ID, CSeq copied
+    as received (so it also answers a ``SIPParseError.partial`` request whose From, To or
+    CSeq did not parse), Record-Route in 1xx/2xx, the To tag added when there is none,
+    then ``headers`` (``(name, value)`` pairs, e.g. Unsupported for a 420)."""
     items = []
     for name, value in request.headers._items:
-        key = canonical(name)
+        key = _CANON.get(name) or canonical(name)
         if key in _COPY_TO_RESPONSE or (key == "record-route" and 100 < status < 300):
-            if key == "to" and to_tag is not None and status > 100 and request.to.tag is None:
+            if key == "to" and to_tag is not None and status > 100 and not _has_tag(value):
                 value = f"{value};tag={to_tag}"
             items.append([name, value])
-    resp = Response(status, reason, Headers(items))
-    return resp
+    for name, value in headers:
+        items.append([name, value])
+    return Response(status, reason, Headers(items))
+
+
+def _has_tag(to_value: str) -> bool:
+    try:
+        return H.parse_name_addr(to_value).tag is not None
+    except SIPParseError:
+        return ";tag=" in to_value.replace(" ", "").lower()
+
+
+# -- request checks a UAS makes before processing (RFC 3261 §8.2, §16.3) ----------------------
+
+# Methods with a standard meaning (RFC 3261, 3262, 3265, 3311, 3428, 3515, 3903, 6086).
+KNOWN_METHODS = frozenset((
+    "INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "PRACK", "SUBSCRIBE", "NOTIFY",
+    "PUBLISH", "INFO", "REFER", "MESSAGE", "UPDATE",
+))
+# Methods whose body we interpret as a session description (offer/answer, RFC 3264).
+SDP_METHODS = frozenset(("INVITE", "UPDATE", "PRACK"))
+SDP_TYPES = ("application/sdp", "multipart/mixed", "multipart/alternative", "multipart/related")
+# Requests this server answers itself even with Max-Forwards 0 (§16.3 item 2, RFC 4475 §3.3.11).
+LOCAL_METHODS = frozenset(("OPTIONS", "REGISTER", "CANCEL"))
+
+
+class Rejection(tuple):
+    """``(status, reason, headers)``: the answer ``check_request`` asks for; ``headers`` are
+    ``(name, value)`` pairs to add (Unsupported, Accept, Allow...), ready for
+    ``make_response(req, *rejection)``-style use via ``respond``."""
+
+    __slots__ = ()
+
+    def __new__(cls, status: int, reason: str, headers: tuple = ()):
+        return tuple.__new__(cls, (status, reason, tuple(headers)))
+
+    status = property(lambda self: self[0])
+    reason = property(lambda self: self[1])
+    headers = property(lambda self: self[2])
+
+    def respond(self, request: Request, to_tag: str | None = None) -> Response:
+        return make_response(request, self[0], self[1], to_tag, self[2])
+
+
+def _media_type(value: str) -> str:
+    return value.split(";", 1)[0].strip(" \t").lower()
+
+
+def check_request(req: Request, *, supported=frozenset(), schemes=("sip", "sips"),
+                  allowed=None, local: bool = False,
+                  sdp_types=SDP_TYPES) -> Rejection | None:
+    """What a UAS must answer instead of processing ``req``, or None to go on.
+
+    Called by the core after ``parse`` for requests it handles (never for ACK, which gets
+    no response). In order (RFC 3261 §8.2, §16.3):
+
+    - a method nobody defined: 501 (RFC 4475 §3.1.1.5); a known one not in ``allowed``
+      (when given): 405 with Allow (§8.2.1);
+    - Max-Forwards 0: 483 (§16.3 item 2), unless the request ends here: ``local=True`` or
+      OPTIONS/REGISTER/CANCEL, which a server answers itself (RFC 4475 §3.3.11);
+    - Request-URI scheme not in ``schemes``: 416 (§8.2.2.1, RFC 4475 §3.3.2-3);
+    - Require / Proxy-Require tags not in ``supported``: 420 with Unsupported (§8.2.2.3,
+      RFC 4475 §3.3.5; a B2BUA stands in for the proxies on its legs);
+    - Contact headers that do not parse: 400 (RFC 4475 §3.1.2.13);
+    - a top Via branch that is only the magic cookie: 400 (RFC 4475 §3.2.1);
+    - a body without Content-Type: 400 (§20.15); Content-Encoding other than identity: 415
+      with Accept-Encoding (§8.2.3); a session body of a type not in ``sdp_types`` for
+      INVITE/UPDATE/PRACK: 415 with Accept (§8.2.3, RFC 4475 §3.3.6);
+    - an INVITE whose Accept excludes application/sdp: 406 (§21.4.7, RFC 4475 §3.3.15).
+    """
+    method = req.method
+    if method == "ACK":
+        return None
+    if method not in KNOWN_METHODS:
+        return Rejection(501, "Not Implemented")
+    if allowed is not None and method not in allowed:
+        return Rejection(405, "Method Not Allowed", (("Allow", ", ".join(sorted(allowed))),))
+    hdrs = req.headers
+    if not local and method not in LOCAL_METHODS and req.max_forwards == 0:
+        return Rejection(483, "Too Many Hops")
+    if req.uri.scheme not in schemes:
+        return Rejection(416, "Unsupported URI Scheme")
+    if method != "CANCEL":
+        unknown = []
+        for name in ("require", "proxy-require"):
+            for tag in hdrs.get_all(name):
+                if tag.lower() not in supported and tag not in unknown:
+                    unknown.append(tag)
+        if unknown:
+            return Rejection(420, "Bad Extension", (("Unsupported", ", ".join(unknown)),))
+    if "contact" in hdrs:
+        try:
+            req.contacts
+        except SIPParseError as e:
+            return Rejection(400, f"Bad Contact: {e.reason}"[:100])
+    if req.top_via.branch == "z9hG4bK":
+        return Rejection(400, "Via branch has no transaction identifier")
+    if req.body:
+        ctype = hdrs.get("content-type")
+        if ctype is None:
+            return Rejection(400, "Body without Content-Type")
+        encoding = hdrs.get_all("content-encoding")
+        if any(e.lower() != "identity" for e in encoding):
+            return Rejection(415, "Unsupported Media Type", (("Accept-Encoding", "identity"),))
+        if method in SDP_METHODS and _media_type(ctype) not in sdp_types:
+            return Rejection(415, "Unsupported Media Type",
+                             (("Accept", ", ".join(sdp_types)),))
+    if method == "INVITE" and "accept" in hdrs:
+        accepted = {_media_type(v) for v in hdrs.get_all("accept")}
+        if accepted and not accepted & {"application/sdp", "application/*", "*/*"}:
+            return Rejection(406, "Not Acceptable", (("Accept", "application/sdp"),))
+    return None

@@ -33,7 +33,7 @@ def valid_host(host: str) -> bool:
     if not host:
         return False
     if host[0] == "[":
-        if host[-1] != "]":
+        if host[-1] != "]" or "%" in host:     # no zone index in a SIP URI (RFC 5118)
             return False
         try:
             ipaddress.IPv6Address(host[1:-1])
@@ -61,7 +61,7 @@ def split_host_port(hostport: str) -> tuple[str, int | None]:
         host, sep, port = hostport.partition(":")
         if not sep:
             return host, None
-    if not port.isdigit() or len(port) > 5 or int(port) > 65535:
+    if not (port.isascii() and port.isdigit()) or len(port) > 5 or int(port) > 65535:
         raise ValueError(f"bad port {port!r}")
     return host, int(port)
 
