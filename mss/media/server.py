@@ -24,6 +24,7 @@ import select
 import socket
 
 from twisted.application import service
+from twisted.internet.defer import Deferred
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 from zope.interface import implementer
@@ -167,9 +168,23 @@ class ControlProtocol(DatagramProtocol):
             except Exception:
                 self.log.failure("ng command failed: {command}", command=message.get("command"))
                 reply = ng.error("internal error")
+            if isinstance(reply, Deferred):
+                # answered later (the front waits for a worker): drop retransmissions meanwhile
+                self.cache.put(addr, cookie, ng.CookieCache.PENDING, now)
+                reply.addErrback(self._failed, message)
+                reply.addCallback(self._reply, addr, cookie)
+                return
+        self._reply(reply, addr, cookie)
+
+    def _failed(self, failure, message) -> dict:
+        self.log.failure("ng command failed: {command}", failure, command=message.get("command"))
+        return ng.error("internal error")
+
+    def _reply(self, reply: dict, addr, cookie: bytes) -> None:
         datagram = ng.format(cookie, reply)
-        self.cache.put(addr, cookie, datagram, now)
-        self.transport.write(datagram, addr)
+        self.cache.put(addr, cookie, datagram, self.clock.seconds())
+        if self.transport is not None:
+            self.transport.write(datagram, addr)
 
     def notify(self, address, message: dict) -> None:
         cookie = b"mssn%d" % next(self._notify_ids)

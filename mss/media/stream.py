@@ -216,6 +216,8 @@ class MediaEndpoint:
             "endpoint": ep(self.target),
             "advertised endpoint": ep(self.sdp_address),
             "latched": 1 if self.latched is not None else 0,
+            "payload types": list(self.formats),
+            "last payload type": self.last_pt,
             "stats": {"packets": self.packets, "bytes": self.bytes, "errors": self.foreign,
                       "lost": self.lost, "jitter-ms": int(round(self.jitter_ms())),
                       "idle": int(now - self.last_packet) if self.last_packet is not None else -1},
