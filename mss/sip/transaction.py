@@ -214,8 +214,10 @@ class TransactionLayer:
     log = Logger()
 
     def __init__(self, t1: float = 0.5, t2: float = 4.0, t4: float = 5.0,
-                 send_trying: bool = True, timer_d: float = TIMER_D):
+                 send_trying: bool = True, timer_d: float = TIMER_D,
+                 symmetric_responses: bool = True):
         self.t1 = t1
+        self.symmetric_responses = symmetric_responses
         self.t2 = t2
         self.t4 = t4
         self.timeout = 64 * t1
@@ -230,6 +232,11 @@ class TransactionLayer:
         self._blank = 0
         self._out: list = []
         self._events: list = []
+        # for metrics; names are stable
+        self.counters = dict.fromkeys((
+            "retransmissions_sent", "retransmissions_received", "timeouts",
+            "transport_errors", "stray_responses", "ack_timeouts", "prack_timeouts",
+            "cancels_received"), 0)
         self._fire = {
             "A": self._timer_a, "B": self._timer_b, "D": self._timer_end,
             "E": self._timer_e, "F": self._timer_f, "K": self._timer_end,
@@ -257,6 +264,9 @@ class TransactionLayer:
     def __len__(self) -> int:
         """Live transactions (client and server)."""
         return len(self._client) + len(self._server) + len(self._server2543)
+
+    def __bool__(self) -> bool:
+        return True                 # an idle layer is still a layer
 
     def send_stateless(self, message: Message, destination: Address) -> None:
         """Send outside any transaction: the ACK for a 2xx, a re-ACK (§13.2.2.4)."""
@@ -357,6 +367,7 @@ class TransactionLayer:
         tx = self._client.get((branch, response.cseq.method)) if branch else None
         if tx is None:
             self._events.append(ResponseReceived(response, source, None))
+            self.counters["stray_responses"] += 1
             return
         status = response.status
         state = tx.state
@@ -395,6 +406,7 @@ class TransactionLayer:
             elif state is COMPLETED:
                 if status >= 300:
                     self._out.append((tx.ack_data, tx.peer))        # absorbed, re-ACKed
+                    self.counters["retransmissions_received"] += 1
                 elif status >= 200:
                     self._events.append(ResponseReceived(response, source, None))
             return
@@ -463,18 +475,21 @@ class TransactionLayer:
     def _timer_a(self, tx, now):
         if tx.state is CALLING:
             self._out.append((tx.data, tx.peer))
+            self.counters["retransmissions_sent"] += 1
             tx.interval *= 2
             self._schedule(tx, "A", tx.interval, now)
 
     def _timer_b(self, tx, now):
         if tx.state is CALLING:
             self._events.append(TransactionTimedOut(tx))
+            self.counters["timeouts"] += 1
             self._terminate(tx)
 
     def _timer_cancel(self, tx, now):
         """§9.1: no final response 64*T1 after the CANCEL: consider the INVITE cancelled."""
         if tx.state is PROCEEDING:
             self._events.append(TransactionTimedOut(tx))
+            self.counters["timeouts"] += 1
             self._terminate(tx)
 
     def _timer_e(self, tx, now):
@@ -485,10 +500,12 @@ class TransactionLayer:
         else:
             return
         self._out.append((tx.data, tx.peer))
+        self.counters["retransmissions_sent"] += 1
         self._schedule(tx, "E", tx.interval, now)
 
     def _timer_f(self, tx, now):
         self._events.append(TransactionTimedOut(tx))
+        self.counters["timeouts"] += 1
         self._terminate(tx)
 
     def _timer_end(self, tx, now):
@@ -523,11 +540,12 @@ class TransactionLayer:
             return
         if tx is not None:
             # a retransmission: absorb it, answering with the last response (§17.2.1-2)
+            self.counters["retransmissions_received"] += 1
             state = tx.state
             if (state is PROCEEDING or state is COMPLETED) and tx.last_data is not None:
                 self._out.append((tx.last_data, tx.peer))
             return
-        tx = ServerTransaction(request, source, key, key2543)
+        tx = ServerTransaction(request, self._response_address(via, source), key, key2543)
         if key is not None:
             self._server[key] = tx
         else:
@@ -546,6 +564,21 @@ class TransactionLayer:
         else:
             tx.state = TRYING
         self._events.append(RequestReceived(request, source, tx))
+
+    def _response_address(self, via, source: Address) -> Address:
+        """Where responses go (§18.2.2, RFC 3581). Stream transports: back on the connection
+        the request came on. UDP: to the source address and port when ``rport`` was asked for
+        or ``symmetric_responses`` is set (what NATed phones need), else to the source
+        address and the Via port (§18.2.2 "received" rule; maddr is not honoured)."""
+        if source.reliable or self.symmetric_responses:
+            return source
+        for name, value in via.params:
+            if name == "rport":
+                return source
+        port = via.port or 5060
+        if port == source.port:
+            return source
+        return Address(source.transport, source.host, port)
 
     @staticmethod
     def _key2543(request: Request, via, method: str) -> tuple:
@@ -590,6 +623,7 @@ class TransactionLayer:
         self.send_response(tx, make_response(cancel, 200, to_tag=invite.to_tag), now)
         if invite.state is PROCEEDING:
             self._events.append(CancelReceived(cancel, source, invite))
+            self.counters["cancels_received"] += 1
 
     def send_response(self, tx: ServerTransaction, response: Response, now: float) -> None:
         """Send a response on a server transaction (§17.2.1-2). A 2xx to INVITE moves it to
@@ -605,8 +639,8 @@ class TransactionLayer:
                 self.log.warn("{status} on INVITE transaction in state {state} dropped",
                               status=status, state=state)
                 return
-            if tx.to_tag is None and status > 100:
-                tx.to_tag = response.to.tag
+            if status >= 200 or (tx.to_tag is None and status > 100):
+                tx.to_tag = response.to.tag        # the final's tag is what the ACK carries
             tx.last_response = response
             tx.last_data = data = response.to_bytes()
             self._out.append((data, tx.peer))
@@ -684,14 +718,17 @@ class TransactionLayer:
         if now >= end:
             del tx.reliable_1xx[rseq]
             self._events.append(PrackTimeout(tx, rseq))
+            self.counters["prack_timeouts"] += 1
             return
         self._out.append((data, tx.peer))
+        self.counters["retransmissions_sent"] += 1
         record[1] = interval = interval * 2
         self._schedule(tx, ("P", rseq), min(interval, end - now), now)
 
     def _timer_g(self, tx, now):
         if tx.state is COMPLETED:
             self._out.append((tx.last_data, tx.peer))
+            self.counters["retransmissions_sent"] += 1
             tx.interval = min(tx.interval * 2, self.t2)
             self._schedule(tx, "G", tx.interval, now)
 
@@ -699,16 +736,19 @@ class TransactionLayer:
         """§13.3.1.4: the UAS core's 2xx retransmission, T1 doubling up to T2."""
         if tx.state is ACCEPTED and not tx.acked:
             self._out.append((tx.last_data, tx.peer))
+            self.counters["retransmissions_sent"] += 1
             tx.interval = min(tx.interval * 2, self.t2)
             self._schedule(tx, "G2", tx.interval, now)
 
     def _timer_h(self, tx, now):
         self._events.append(TransactionTimedOut(tx))
+        self.counters["timeouts"] += 1
         self._terminate(tx)
 
     def _timer_l(self, tx, now):
         if not tx.acked:
             self._events.append(AckTimeout(tx))
+            self.counters["ack_timeouts"] += 1
         self._terminate(tx)
 
     # -- transport errors (§17.1.4, §17.2.4) ----------------------------------------------------
@@ -723,4 +763,5 @@ class TransactionLayer:
         for tx in victims:
             if tx.state is not TERMINATED:
                 self._events.append(TransportError(tx))
+                self.counters["transport_errors"] += 1
                 self._terminate(tx)

@@ -788,3 +788,102 @@ class CallFlowTests(SynchronousTestCase):
             self.assertEqual(len(layer), 0)
             self.assertEqual(layer._ack_index, {})
             self.assertEqual(layer._heap, [])
+
+
+class ResponseAddressTests(SynchronousTestCase):
+    """§18.2.2 / RFC 3581: where a server transaction's responses go."""
+
+    def answer_address(self, layer, via, source):
+        layer.receive_request(request("OPTIONS", via=via), source, 0.0)
+        [event] = layer.next_events()
+        layer.send_response(event.transaction, make_response(event.request, 200), 0.0)
+        [(_, dest)] = layer.datagrams_to_send()
+        return dest
+
+    def test_symmetric_by_default(self):
+        src = Address("udp", "192.0.2.1", 40001)
+        self.assertEqual(self.answer_address(TransactionLayer(), "SIP/2.0/UDP 10.0.0.1:5060",
+                                             src), src)
+
+    def test_via_port_when_not_symmetric(self):
+        layer = TransactionLayer(symmetric_responses=False)
+        src = Address("udp", "192.0.2.1", 40001)
+        self.assertEqual(self.answer_address(layer, "SIP/2.0/UDP 10.0.0.1:5070", src),
+                         Address("udp", "192.0.2.1", 5070))
+        layer = TransactionLayer(symmetric_responses=False)
+        self.assertEqual(self.answer_address(layer, "SIP/2.0/UDP 10.0.0.1", src),
+                         Address("udp", "192.0.2.1", 5060))
+
+    def test_rport_is_symmetric(self):
+        layer = TransactionLayer(symmetric_responses=False)
+        src = Address("udp", "192.0.2.1", 40001)
+        self.assertEqual(self.answer_address(layer, "SIP/2.0/UDP 10.0.0.1:5070;rport", src), src)
+
+    def test_stream_goes_back_on_the_connection(self):
+        layer = TransactionLayer(symmetric_responses=False)
+        conn = object()
+        src = Address("tcp", "192.0.2.1", 40001, conn)
+        dest = self.answer_address(layer, "SIP/2.0/TCP 10.0.0.1:5070", src)
+        self.assertIs(dest.connection, conn)
+
+
+class FinalTagTests(SynchronousTestCase):
+    def test_ack_matches_tag_of_final_not_of_provisional(self):
+        layer = TransactionLayer()
+        invite = request(branch="old")
+        layer.receive_request(invite, UAC, 0.0)
+        [event] = layer.next_events()
+        tx = event.transaction
+        layer.send_response(tx, make_response(invite, 180, to_tag="early"), 0.1)
+        layer.send_response(tx, make_response(invite, 480, to_tag="final"), 0.2)
+        self.assertEqual(tx.to_tag, "final")
+        layer.receive_request(request("ACK", branch="old", to_tag="final"), UAC, 0.3)
+        self.assertEqual(tx.state, CONFIRMED)
+        self.assertEqual(layer.next_events(), [])
+
+
+class HousekeepingTests(SynchronousTestCase):
+    def test_cancelled_timers_are_compacted(self):
+        layer = TransactionLayer()
+        for i in range(1000):
+            req = client_request("OPTIONS", branch=f"z9hG4bK-{i}")
+            layer.send_request(req, UAS_TCP, 0.0)
+            layer.receive_response(response_to(req, 200), UAS_TCP, 0.0)
+        self.assertEqual(len(layer), 0)
+        self.assertEqual(len(layer._heap), 1000)        # lazily cancelled F timers
+        layer.handle_timer(0.1)
+        self.assertEqual(layer._heap, [])
+        self.assertIsNone(layer.get_timer())
+
+    def test_counters_and_truth(self):
+        layer = TransactionLayer()
+        self.assertEqual(len(layer), 0)
+        self.assertTrue(layer)
+        layer.receive_request(request("OPTIONS"), UAC, 0.0)
+        layer.receive_request(request("OPTIONS"), UAC, 0.1)
+        layer.receive_response(response_to(request(branch="z9hG4bK-x"), 200), UAS, 0.2)
+        self.assertEqual(layer.counters["retransmissions_received"], 1)
+        self.assertEqual(layer.counters["stray_responses"], 1)
+        tx = layer.send_request(client_request("OPTIONS", branch="z9hG4bK-o"), UAS, 0.0)
+        run(layer, 100)
+        self.assertEqual(layer.counters["retransmissions_sent"], 10)
+        self.assertEqual(layer.counters["timeouts"], 1)
+        self.assertEqual(tx.state, TERMINATED)
+
+    def test_2xx_after_non_2xx_goes_to_tu_without_transaction(self):
+        layer = TransactionLayer()
+        invite = client_request()
+        layer.send_request(invite, UAS, 0.0)
+        layer.receive_response(response_to(invite, 486), UAS, 0.1)
+        layer.next_events()
+        late = response_to(invite, 200, to_tag="fork")
+        layer.receive_response(late, UAS, 0.2)
+        self.assertEqual(layer.next_events(), [ResponseReceived(late, UAS, None)])
+
+    def test_ack_before_final_is_dropped(self):
+        layer = TransactionLayer()
+        layer.receive_request(request(), UAC, 0.0)
+        [event] = layer.next_events()
+        layer.receive_request(request("ACK"), UAC, 0.1)
+        self.assertEqual(layer.next_events(), [])
+        self.assertEqual(event.transaction.state, PROCEEDING)
