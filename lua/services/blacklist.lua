@@ -11,30 +11,10 @@
 -- percent of its calls (100: all, 0: none, which makes a longer prefix an exception to a
 -- shorter one) with setting reject_code (default 403) and reject_reason (default "Forbidden").
 
-local rows_seen = {}     -- table name -> rows table the index was built from
-local indexes = {}       -- table name -> index
-
--- index[caller_prefix][called_prefix] = row (the first row, by id, for a prefix pair)
-local function build(rows)
-  local index = {}
-  for _, row in ipairs(rows) do
-    local caller, called = row.caller, row.called
-    if type(caller) == "string" and type(called) == "string" then
-      local group = index[caller]
-      if not group then group = {}; index[caller] = group end
-      if not group[called] then group[called] = row end
-    end
-  end
-  return index
-end
-
+-- index[caller_prefix][called_prefix] = row (the first row, by id, for a prefix pair); built by
+-- the engine from the store (no Lua instructions spent on big lists) and kept until it changes
 local function index_of(name)
-  local rows = mss.rows(name)
-  if rows_seen[name] ~= rows then
-    indexes[name] = build(rows)
-    rows_seen[name] = rows
-  end
-  return indexes[name]
+  return mss.index(name, "caller", "called")
 end
 
 -- the row of `group` with the longest called prefix matching `callee`

@@ -6,24 +6,14 @@
 -- refused with setting reject_code (default 403) and reject_reason (default "Call level too
 -- low"). Dialled numbers matching no row need level 0. Calls from outside are not checked.
 
-local rows_seen, levels
-
 local function required(callee)
-  local rows = mss.rows("prefixes")
-  if rows ~= rows_seen then
-    levels = {}
-    for _, row in ipairs(rows) do
-      if type(row.prefix) == "string" and levels[row.prefix] == nil then
-        levels[row.prefix] = tonumber(row.level) or 0
-      end
-    end
-    rows_seen = rows
-  end
+  local levels = mss.index("prefixes", "prefix")     -- prefix -> rows with that prefix
   for len = #callee, 1, -1 do
-    local level = levels[callee:sub(1, len)]
-    if level then return level end
+    local rows = levels[callee:sub(1, len)]
+    if rows then return tonumber(rows[1].level) or 0 end
   end
-  return levels["*"] or 0
+  local default = levels["*"]
+  return default and tonumber(default[1].level) or 0
 end
 
 local function originating(call)

@@ -82,6 +82,10 @@ def default_directory() -> str:
     return str(here.parent / "lua" / "services")
 
 
+def _is_key(value: Any) -> bool:
+    return isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool))
+
+
 def _short(error: BaseException | str) -> str:
     text = str(error).split("\nstack traceback:", 1)[0]
     return text[:MAX_ERROR]
@@ -145,13 +149,14 @@ class _Api:
         self.calls_left = API_CALLS_PER_HOOK
         self.lines_left = LOG_LINES_PER_HOOK
         self.settings: dict | None = None
-        self.rows_cache: dict[str, Any] = {}
+        self.rows_cache: dict[Any, Any] = {}
+        self.row_data: dict[str, list] = {}
         self.ext_cache: dict[str, Any] = {}
         self.data_cache: dict[str, dict] = {}
 
     def functions(self) -> dict[str, Callable]:
         return {"setting": self.setting, "ext_data": self.ext_data,
-                "set_ext_data": self.set_ext_data, "rows": self.rows,
+                "set_ext_data": self.set_ext_data, "rows": self.rows, "index": self.index,
                 "extension": self.extension, "random": self.random, "log": self.log_line,
                 "in_call": self.in_call, "localtime": self.localtime}
 
@@ -163,6 +168,7 @@ class _Api:
     def invalidate(self) -> None:
         self.settings = None
         self.rows_cache.clear()
+        self.row_data.clear()
         self.ext_cache.clear()
         self.data_cache.clear()
 
@@ -231,16 +237,47 @@ class _Api:
         self.data_cache[extension] = data
         return True
 
+    def _rows(self, table: str) -> list[dict]:
+        rows = self.row_data.get(table)
+        if rows is None:
+            rows = [dict(data, id=row_id) for row_id, data in
+                    self._store(self.engine.store.list_rows, self.name, table)]
+            self.row_data[table] = rows
+        return rows
+
     def rows(self, table: Any) -> Any:
         self._count()
         table = self._text(table, "table name")
         cached = self.rows_cache.get(table)
         if cached is None:
-            rows = self._store(self.engine.store.list_rows, self.name, table)
-            to_lua = self.sandbox.to_lua
-            cached = self.sandbox.runtime.table(
-                *[to_lua(dict(data, id=row_id)) for row_id, data in rows])
+            cached = self.sandbox.to_lua(self._rows(table))
             self.rows_cache[table] = cached
+        return cached
+
+    def index(self, table: Any, field: Any, field2: Any = None) -> Any:
+        """Rows keyed by a field (value -> array of rows in id order), or by two fields
+        (value -> value2 -> first row): built here, so big tables cost no Lua instructions."""
+        self._count()
+        table = self._text(table, "table name")
+        field = self._text(field, "field name")
+        if field2 is not None:
+            field2 = self._text(field2, "field name")
+        key = (table, field, field2)
+        cached = self.rows_cache.get(key)
+        if cached is None:
+            groups: dict = {}
+            for row in self._rows(table):
+                value = row.get(field)
+                if not _is_key(value):
+                    continue
+                if field2 is None:
+                    groups.setdefault(value, []).append(row)
+                else:
+                    value2 = row.get(field2)
+                    if _is_key(value2):
+                        groups.setdefault(value, {}).setdefault(value2, row)
+            cached = self.sandbox.to_lua(groups)
+            self.rows_cache[key] = cached
         return cached
 
     def extension(self, number: Any) -> Any:

@@ -182,24 +182,11 @@ class Sandbox:
         finally:
             self._sethook()
 
-    def to_lua(self, value: Any, depth: int = 0) -> Any:
-        """A JSON-like Python value as Lua values (tables built in this runtime)."""
-        if isinstance(value, dict):
-            if depth > 8:
-                raise ScriptError("value nested too deeply")
-            return self.table_from_items((str(k), self.to_lua(v, depth + 1))
-                                         for k, v in value.items())
-        if isinstance(value, (list, tuple)):
-            if depth > 8:
-                raise ScriptError("value nested too deeply")
-            return self.runtime.table(*[self.to_lua(v, depth + 1) for v in value])
+    def to_lua(self, value: Any) -> Any:
+        """A JSON-like Python value (from the store) as Lua values built in this runtime."""
+        if isinstance(value, (dict, list, tuple)):
+            return self.runtime.table_from(value, recursive=True)
         return value
-
-    def table_from_items(self, items) -> Any:
-        table = self.runtime.table()
-        for key, value in items:
-            table[key] = value
-        return table
 
     def memory_used(self) -> int:
         return self.runtime.get_memory_used()
