@@ -469,7 +469,11 @@ class TransactionLayer:
         return cancel
 
     def _send_cancel(self, tx: ClientTransaction, now: float) -> None:
-        tx.cancel_transaction = self.send_request(tx.cancel_request, tx.peer, now)
+        existing = self._client.get((tx.key[0], "CANCEL"))
+        if existing is not None:          # the TU sent its own CANCEL already
+            tx.cancel_transaction = existing
+        else:
+            tx.cancel_transaction = self.send_request(tx.cancel_request, tx.peer, now)
         self._schedule(tx, "cancel", self.timeout, now)
 
     def _timer_a(self, tx, now):

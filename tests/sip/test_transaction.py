@@ -887,3 +887,57 @@ class HousekeepingTests(SynchronousTestCase):
         layer.receive_request(request("ACK"), UAC, 0.1)
         self.assertEqual(layer.next_events(), [])
         self.assertEqual(event.transaction.state, PROCEEDING)
+
+
+class ClockDriverTests(SynchronousTestCase):
+    """The shell keeps one IDelayedCall armed at get_timer(); driven by task.Clock."""
+
+    def test_one_delayed_call_drives_all_timers(self):
+        from twisted.internet.task import Clock
+        clock, layer, sent, events = Clock(), TransactionLayer(), [], []
+        armed = []
+
+        def rearm():
+            while armed:
+                call = armed.pop()
+                if call.active():
+                    call.cancel()
+            when = layer.get_timer()
+            if when is not None:
+                armed.append(clock.callLater(max(0.0, when - clock.seconds()), fire))
+
+        def fire():
+            layer.handle_timer(clock.seconds())
+            drain()
+
+        def drain():
+            sent.extend(clock.seconds() for _ in layer.datagrams_to_send())
+            events.extend(layer.next_events())
+            rearm()
+
+        invite = client_request()
+        tx = layer.send_request(invite, UAS, clock.seconds())
+        drain()
+        for _ in range(4):
+            clock.advance(0.5)
+        layer.receive_response(response_to(invite, 180), UAS, clock.seconds())
+        drain()
+        for _ in range(40):
+            clock.advance(1.0)
+        self.assertEqual(sent, [0.0, 0.5, 1.5])
+        self.assertEqual([type(e) for e in events], [ResponseReceived])
+        layer.cancel(tx, clock.seconds())
+        drain()
+        for _ in range(40):
+            clock.advance(1.0)
+        self.assertEqual(events[-1], TransactionTimedOut(tx))
+        self.assertEqual(len(layer), 0)
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_tu_cancel_already_sent(self):
+        layer = TransactionLayer()
+        invite = client_request()
+        tx = layer.send_request(invite, UAS, 0.0)
+        own = layer.send_request(layer.cancel(tx, 0.0), UAS, 0.0)
+        layer.receive_response(response_to(invite, 180), UAS, 0.1)
+        self.assertIs(tx.cancel_transaction, own)
