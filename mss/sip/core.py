@@ -185,10 +185,8 @@ class SipCore:
         self._out_message(ack, destination)
 
     def cancel(self, transaction, now: float, reason: str | None = None):
-        tx = self.layer.cancel(transaction, now, reason)
-        if tx is not None:
-            self._owners[tx] = self._owners.get(transaction)
-        return tx
+        """CANCEL a pending INVITE we sent (sent once it got a provisional, §9.1)."""
+        return self.layer.cancel(transaction, now, reason)
 
     def send_stateless(self, request: Request, source: Address, status: int,
                        reason: str | None = None, extra=()) -> None:
@@ -283,6 +281,7 @@ class SipCore:
         if req is not None and req.is_request and req.method != "ACK":
             self.log.info("bad request from {peer}: {reason}", peer=str(source), reason=e.reason)
             try:
+                self._stamp_via(req, source)     # §18.2.1/RFC 3581: answer where it came from
                 self.send_stateless(req, source, e.status, e.reason)
             except SIPParseError:
                 pass          # not answerable after all (a broken Via): dropped below
@@ -318,9 +317,9 @@ class SipCore:
             if user is not None:
                 user.response_received(event.response, event.source, event.transaction)
         elif isinstance(event, T.CancelReceived):
-            user = self._owners.get(event.invite_transaction)
+            user = self._owners.get(event.transaction)
             if user is not None and hasattr(user, "cancel_received"):
-                user.cancel_received(event.request, event.invite_transaction)
+                user.cancel_received(event.request, event.transaction)
         else:
             tx = event.transaction
             reason = {T.TransactionTimedOut: "timeout", T.TransportError: "transport",

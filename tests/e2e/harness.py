@@ -82,7 +82,7 @@ class Switch:
 
     def __init__(self, testcase, settings: dict | None = None, directory: str | None = None):
         self.testcase = testcase
-        self.dir = directory or testcase.mktemp()
+        self.dir = os.path.abspath(directory or testcase.mktemp())
         os.makedirs(self.dir, exist_ok=True)
         self.port = free_port()
         base = {
@@ -139,13 +139,107 @@ class Switch:
 
 
 def sipp(scenario: str, target: str, *args, timeout: int = 30, local_ip: str = "127.0.0.1",
-         transport: str = "u1", cwd: str | None = None) -> defer.Deferred:
+         transport: str = "u1", cwd: str | None = None,
+         local_port: int | None = None) -> defer.Deferred:
     """Run SIPp with a scenario from tests/sipp/; fires with (out, err, exit code).
 
     Always bounded: ``-timeout`` ends SIPp however the scenario goes. SIPp writes its files
-    (error logs, stats) in ``cwd``: give it the test's temporary directory.
+    (error logs, stats) in ``cwd``: give it the test's temporary directory. ``local_port``
+    (``-p``) defaults to a free port, so that SIPp never falls back to 5060 and two SIPp
+    processes never share a port.
     """
     path = scenario if os.path.isabs(scenario) else os.path.join(SIPP_DIR, scenario)
-    argv = ["-sf", path, target, "-i", local_ip, "-t", transport, "-timeout", f"{timeout}s",
-            "-timeout_error", "-nostdin", *args]
+    if local_port is None:
+        local_port = free_port(local_ip)
+    argv = ["-sf", path, target, "-i", local_ip, "-p", str(local_port), "-t", transport,
+            "-timeout", f"{timeout}s", "-timeout_error", "-nostdin", *args]
     return getProcessOutputAndValue(SIPP, argv, env=dict(os.environ), path=cwd or ".")
+
+
+# -- raw clients for malformed and hand-made messages --------------------------------------------
+
+class UDPClient(protocol.DatagramProtocol):
+    """A UDP socket on loopback; every datagram received lands in ``queue``."""
+
+    def __init__(self):
+        self.queue = defer.DeferredQueue()
+
+    def datagramReceived(self, data, addr):
+        self.queue.put(data)
+
+    def next(self, timeout: float = 5) -> defer.Deferred:
+        """The next datagram, or a TimeoutError after ``timeout`` seconds."""
+        return self.queue.get().addTimeout(timeout, reactor)
+
+
+def udp_client(testcase, host: str = "127.0.0.1") -> UDPClient:
+    client = UDPClient()
+    port = reactor.listenUDP(0, client, interface=host)
+    testcase.addCleanup(port.stopListening)
+    return client
+
+
+def split_messages(data: bytes) -> tuple[list[bytes], bytes]:
+    """Frame SIP messages from a stream by Content-Length: (messages, rest)."""
+    out = []
+    while True:
+        data = data.lstrip(b"\r\n")
+        end = data.find(b"\r\n\r\n")
+        if end < 0:
+            return out, data
+        length = 0
+        for line in data[:end].split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() in (b"content-length", b"l"):
+                length = int(value.strip())
+        if len(data) < end + 4 + length:
+            return out, data
+        out.append(data[:end + 4 + length])
+        data = data[end + 4 + length:]
+
+
+class TCPClient(protocol.Protocol):
+    """A TCP connection that collects whole SIP messages; ``wait(n)`` fires with the first n."""
+
+    def __init__(self):
+        self.buffer = b""
+        self.messages: list[bytes] = []
+        self.raw = b""
+        self._waiting: list[tuple[int, defer.Deferred]] = []
+        self.closed = defer.Deferred()
+
+    def dataReceived(self, data):
+        self.raw += data
+        messages, self.buffer = split_messages(self.buffer + data)
+        self.messages.extend(messages)
+        self._check()
+
+    def connectionLost(self, reason):
+        self.closed.callback(None)
+
+    def _check(self):
+        still = []
+        for n, d in self._waiting:
+            if len(self.messages) >= n:
+                d.callback(self.messages[:n])
+            else:
+                still.append((n, d))
+        self._waiting = still
+
+    def wait(self, n: int, timeout: float = 5) -> defer.Deferred:
+        d = defer.Deferred()
+        self._waiting.append((n, d))
+        self._check()
+        return d.addTimeout(timeout, reactor)
+
+
+def tcp_client(testcase, port: int, host: str = "127.0.0.1") -> defer.Deferred:
+    """Connect to the switch over TCP (Nagle off, so that each write is its own segment)."""
+    from twisted.internet import endpoints
+
+    def connected(client):
+        client.transport.setTcpNoDelay(True)
+        testcase.addCleanup(client.transport.abortConnection)
+        return client
+    endpoint = endpoints.TCP4ClientEndpoint(reactor, host, port, timeout=5)
+    return endpoints.connectProtocol(endpoint, TCPClient()).addCallback(connected)
