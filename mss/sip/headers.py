@@ -228,9 +228,24 @@ def is_token_list(text: str) -> bool:
     return all(is_token(word) for word in text.split(" ")) if text else False
 
 
+_T = r"[A-Za-z0-9\-.!%*_+`'~]+"
+# The common shapes, checked in one match: ["quoted" | token words] <uri> *(;token[=token])
+_NAME_ADDR_FAST = re.compile(
+    r'(?:"([^"\\\x00-\x1f\x7f]*)"[ \t]*|(' + _T + r'(?: ' + _T + r')*)[ \t]*)?'
+    r'<([^<>"\x00-\x20\x7f]+)>((?:;' + _T + r'(?:=' + _T + r')?)*)')
+
+
 def parse_name_addr(value: str) -> NameAddr:
     """Parse one name-addr or addr-spec with its header parameters."""
     text = value.strip(_LWS)
+    m = _NAME_ADDR_FAST.fullmatch(text)
+    if m is not None:
+        quoted, words, uri, params = m.groups()
+        if params:
+            params = tuple((name.lower(), val if sep else None) for name, sep, val in
+                           (item.partition("=") for item in params[1:].split(";")))
+        return NameAddr(parse_uri(uri), quoted if quoted is not None else words,
+                        params or (), raw=text)
     display = None
     if text.startswith('"'):
         display, end = read_quoted(text, 0)
@@ -311,7 +326,41 @@ _VIA = re.compile(r"^SIP[ \t]*/[ \t]*([A-Za-z0-9\-.!%*_+`'~]+)[ \t]*/[ \t]*"
                   r"([A-Za-z0-9\-.!%*_+`'~]+)[ \t]+([^;]+)(.*)$", re.I | re.S)
 
 
+_VIA_FAST = re.compile(
+    r"SIP/2\.0/([A-Z]+) ([A-Za-z0-9.\-]+|\[[0-9A-Fa-f:.]+\])(?::([0-9]{1,5}))?"
+    r"((?:;" + _T + r"(?:=[A-Za-z0-9\-.!%*_+`'~:\[\]]+)?)*)")
+_CHECKED_VIA_PARAMS = frozenset(("received", "rport", "ttl", "maddr"))
+_HOSTS: dict[str, bool] = {}
+
+
+def _valid_host(host: str) -> bool:
+    """valid_host with a bounded cache: peers and their addresses repeat."""
+    ok = _HOSTS.get(host)
+    if ok is None:
+        ok = valid_host(host)
+        if len(_HOSTS) > 4096:
+            _HOSTS.clear()
+        _HOSTS[host] = ok
+    return ok
+
+
 def parse_via(value: str) -> Via:
+    text = value.strip(_LWS)
+    m = _VIA_FAST.fullmatch(text)
+    if m is not None:
+        transport, host, port, params = m.groups()
+        if _valid_host(host) and (port is None or int(port) <= 65535):
+            if params:
+                params = tuple((name.lower(), val if sep else None) for name, sep, val in
+                               (item.partition("=") for item in params[1:].split(";")))
+                if not _CHECKED_VIA_PARAMS.isdisjoint(p[0] for p in params):
+                    _check_via_params(params)
+            return Via(transport, host, None if port is None else int(port), params or (),
+                       raw=text)
+    return _parse_via(value)
+
+
+def _parse_via(value: str) -> Via:
     m = _VIA.match(value.strip(_LWS))
     if m is None:
         raise SIPParseError(f"bad Via {value!r}")
@@ -324,6 +373,12 @@ def parse_via(value: str) -> Via:
     if not valid_host(host):
         raise SIPParseError(f"bad Via host {host!r}")
     params = parse_params(rest, "Via") if rest else ()
+    _check_via_params(params)
+    return Via(transport.upper(), host, port, params, raw=value.strip(_LWS),
+               version="2.0" if version == "2.0" else version)
+
+
+def _check_via_params(params: tuple) -> None:
     for name, pvalue in params:
         if name == "received" and pvalue is not None:
             h = pvalue
@@ -339,8 +394,6 @@ def parse_via(value: str) -> Via:
             raise SIPParseError(f"bad Via ttl {pvalue!r}")
         elif name == "maddr" and not (pvalue and valid_host(pvalue)):
             raise SIPParseError(f"bad Via maddr {pvalue!r}")
-    return Via(transport.upper(), host, port, params, raw=value.strip(_LWS),
-               version="2.0" if version == "2.0" else version)
 
 
 @attrs.frozen(slots=True)
@@ -352,7 +405,15 @@ class CSeq:
         return f"{self.number} {self.method}"
 
 
+_CSEQ = re.compile(r"([0-9]{1,10})[ \t]+(" + _T + r")")
+
+
 def parse_cseq(value: str) -> CSeq:
+    m = _CSEQ.fullmatch(value)
+    if m is not None:
+        number = int(m[1])
+        if number < 2 ** 31:
+            return CSeq(number, m[2])
     parts = value.split()
     if len(parts) != 2 or not is_digits(parts[0]) or len(parts[0]) > 10 or not is_token(parts[1]):
         raise SIPParseError(f"bad CSeq {value!r}")

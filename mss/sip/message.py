@@ -352,6 +352,7 @@ def _split_head(data: bytes) -> tuple[int, int]:
 
 
 _FOLD = re.compile(r"\n[ \t]+")
+_FOLD_CRLF = re.compile(r"\r\n[ \t]+")
 
 
 def parse(data: bytes, stream: bool = False, max_size: int = 65535,
@@ -373,39 +374,44 @@ def parse(data: bytes, stream: bool = False, max_size: int = 65535,
                 raise Incomplete(skip)
             raise SIPParseError("keep-alive, not a message")
         data = stripped
-    head_end, body_start = _split_head(data)
-    unterminated = False
-    if head_end < 0:
-        if stream:
-            if len(data) > max_size:
-                raise SIPParseError("message too large", 513)
-            raise Incomplete(skip)
-        # a datagram without the empty line: parse what is there to answer 400 (§7.5)
-        unterminated = True
-        head_end = body_start = len(data)
-    if head_end > max_size:
-        raise SIPParseError("message too large", 513)
-    head = data[:head_end]
-    text = head.decode("utf-8", "surrogateescape")
-    first_eol = head.find(b"\n")      # bytes: the start line may hold UTF-8
-    crlf = text.count("\r\n")
-    if crlf == text.count("\n") == text.count("\r") and (crlf or first_eol < 0):
-        raw = head[first_eol + 1:] if first_eol > 0 else None
+    end = data.find(b"\r\n\r\n")
+    head = data[:end]
+    crs = head.count(b"\r")
+    if end >= 0 and crs == head.count(b"\n") == head.count(b"\r\n"):
+        # the common case: CRLF line ends only, so this is the first empty line
+        if end > max_size:
+            raise SIPParseError("message too large", 513)
+        body_start = end + 4
+        unterminated = False
+        text = head.decode("utf-8", "surrogateescape")
+        if b"\n " in head or b"\n\t" in head:
+            text = _FOLD_CRLF.sub(" ", text)            # §7.3.1: folding is one SP
+        lines = text.split("\r\n")
+        first_eol = head.find(b"\r\n")               # bytes: the start line may hold UTF-8
+        raw = head[first_eol + 2:] if first_eol >= 0 else None
     else:
-        # bare LF or mixed line endings: normalise; a bare CR is never a line end
+        head_end, body_start = _split_head(data)
+        unterminated = head_end < 0
+        if unterminated:
+            if stream:
+                if len(data) > max_size:
+                    raise SIPParseError("message too large", 513)
+                raise Incomplete(skip)
+            # a datagram without the empty line: parse what is there to answer 400 (§7.5)
+            head_end = body_start = len(data)
+        if head_end > max_size:
+            raise SIPParseError("message too large", 513)
+        # bare LF or mixed line ends (tolerated, §7.5 asks for CRLF); a bare CR never ends
+        # a line, and the raw header block is not kept: to_bytes() writes CRLF
         raw = None
-        text = text.replace("\r\n", "\n")
+        text = data[:head_end].decode("utf-8", "surrogateescape").replace("\r\n", "\n")
         if unterminated:
             text = text.rstrip("\n")
         if "\r" in text:
             raise SIPParseError("bare CR in header section")
-    if "\n " in text or "\n\t" in text:
-        text = _FOLD.sub(" ", text.replace("\r\n", "\n")).replace("\n", "\r\n")
-    lines = text.split("\r\n") if raw is not None else text.split("\n")
-    if unterminated:
-        raw = None
-        while lines and not lines[-1]:
-            lines.pop()
+        if "\n " in text or "\n\t" in text:
+            text = _FOLD.sub(" ", text)
+        lines = text.split("\n")
     if len(lines) - 1 > max_headers:
         raise SIPParseError("too many header fields")
 
