@@ -352,6 +352,10 @@ def _split_head(data: bytes) -> tuple[int, int]:
 
 
 _FOLD = re.compile(r"\n[ \t]+")
+# A control character is only allowed escaped, as a quoted-pair (§25.1, RFC 4475 §3.1.1.2);
+# a bare one (NUL, ESC, ...) would travel on into other parsers, logs and the store.
+_CONTROLS = bytes(c for c in range(32) if c not in (9, 10, 13)) + b"\x7f"
+_BARE_CONTROL = re.compile(rb"(?<!\\)[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _FOLD_CRLF = re.compile(r"\r\n[ \t]+")
 
 
@@ -404,7 +408,8 @@ def parse(data: bytes, stream: bool = False, max_size: int = 65535,
         # bare LF or mixed line ends (tolerated, §7.5 asks for CRLF); a bare CR never ends
         # a line, and the raw header block is not kept: to_bytes() writes CRLF
         raw = None
-        text = data[:head_end].decode("utf-8", "surrogateescape").replace("\r\n", "\n")
+        head = data[:head_end]
+        text = head.decode("utf-8", "surrogateescape").replace("\r\n", "\n")
         if unterminated:
             text = text.rstrip("\n")
         if "\r" in text:
@@ -414,6 +419,9 @@ def parse(data: bytes, stream: bool = False, max_size: int = 65535,
         lines = text.split("\n")
     if len(lines) - 1 > max_headers:
         raise SIPParseError("too many header fields")
+    control = None
+    if len(head.translate(None, _CONTROLS)) != len(head):       # rare: look closer
+        control = _BARE_CONTROL.search(head)
 
     items = []
     index: dict[str, list[int]] = {}
@@ -447,6 +455,8 @@ def parse(data: bytes, stream: bool = False, max_size: int = 65535,
         msg = _response(start, headers)
     else:
         msg = _request(start, headers)
+    if control is not None:
+        _fail(msg, f"control character {control[0]!r} in header section")
     if bad is not None:
         _fail(msg, bad)
     if unterminated:
@@ -659,7 +669,17 @@ def check_request(req: Request, *, supported=frozenset(), schemes=("sip", "sips"
       with Accept-Encoding (§8.2.3); a session body of a type not in ``sdp_types`` for
       INVITE/UPDATE/PRACK: 415 with Accept (§8.2.3, RFC 4475 §3.3.6);
     - an INVITE whose Accept excludes application/sdp: 406 (§21.4.7, RFC 4475 §3.3.15).
+
+    A header these checks read that does not parse (an unterminated quote in Require, ...)
+    is answered 400.
     """
+    try:
+        return _check_request(req, supported, schemes, allowed, local, sdp_types)
+    except SIPParseError as e:
+        return Rejection(400, e.phrase)
+
+
+def _check_request(req, supported, schemes, allowed, local, sdp_types):
     method = req.method
     if method == "ACK":
         return None
