@@ -102,7 +102,10 @@ class URI:
 
     @property
     def hostport(self) -> str:
-        return self.host if self.port is None else f"{self.host}:{self.port}"
+        host = self.host
+        if ":" in host and host[:1] != "[":
+            host = f"[{host}]"          # an IPv6 address given bare (RFC 5118 §4.2)
+        return host if self.port is None else f"{host}:{self.port}"
 
     @property
     def is_sip(self) -> bool:
