@@ -16,6 +16,7 @@ from twisted.logger import (FilteringLogObserver, LogLevel, LogLevelFilterPredic
 from twisted.python import usage
 
 from mss import config as mss_config
+from mss.call.manager import CallManager
 from mss.registrar.abuse import BanList
 from mss.registrar.auth import Authenticator, load_secret
 from mss.registrar.bindings import BindingTable
@@ -98,8 +99,21 @@ class Switch(service.MultiService):
                                    default_expires=reg["default_expires"],
                                    scanner_agents=sec["drop_user_agents"], domain=sip["domain"])
         self.core.register_user(self.registrar, ["REGISTER"])
+
+        calls = settings["calls"]
+        self.calls = CallManager(self.core, reactor, self.store, self.directory, self.bindings,
+                                 self.auth, domain=sip["domain"],
+                                 no_answer_timeout=calls["no_answer_timeout"],
+                                 max_duration=calls["max_duration"], max_setup=calls["max_setup"],
+                                 retry_after=calls["retry_after"],
+                                 prefer_100rel=calls["prefer_100rel"],
+                                 call_waiting=calls["call_waiting"], shell_flush=None)
+        self.core.register_user(self.calls, ["INVITE", "ACK", "BYE", "CANCEL", "PRACK", "UPDATE",
+                                             "INFO", "MESSAGE", "NOTIFY", "REFER"])
+        self.core.set_dialog_user(self.calls)
         self.directory.listeners.append(self._provisioning_changed)
         self.shell.setServiceParent(self)
+        self.calls._flush = self.shell.flush
         self.poller = TimerService(settings["store"]["poll_interval"], self.directory.poll)
         self.poller.setServiceParent(self)
 

@@ -129,15 +129,20 @@ class Authenticator:
 
     @staticmethod
     def _same_uri(text: str, uri) -> bool:
-        """RFC 3261 §22.4: the digest-uri names the Request-URI (compared as URIs)."""
+        """RFC 3261 §22.4: the digest-uri names the Request-URI (compared as URIs).
+
+        SIPp and some old phones put only the server's host:port there (no user part):
+        accepted when host and port match; the nonce-count still stops replays.
+        """
         if text == str(uri):
             return True
         try:
             other = parse_uri(text)
         except SIPParseError:
             return False
-        return (other.scheme, other.user, other.host.lower(), other.port) == \
-            (uri.scheme, uri.user, uri.host.lower(), uri.port)
+        if (other.scheme, other.host.lower(), other.port) != (uri.scheme, uri.host.lower(), uri.port):
+            return False
+        return other.user is None or other.user == uri.user
 
     def _fail(self, source_host: str, now: float, reason: str) -> AuthOutcome:
         self.failures += 1

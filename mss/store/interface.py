@@ -215,6 +215,12 @@ class IStore(Interface):
         """Delete a row; False if there was none."""
 
     # -- change detection and life cycle
+    def add_cdr(cdr):
+        """Write one call detail record (``mss.call.cdr.CDR``), committed on return."""
+
+    def list_cdrs(since=None, limit=None):
+        """CDRs (oldest first) whose start is at or after ``since``."""
+
     def data_version():
         """A number that changes when another connection (mssctl) committed a change."""
 

@@ -89,6 +89,24 @@ MIGRATIONS: tuple[Migration, ...] = (
         );
         CREATE INDEX service_rows_table ON service_rows(service, tbl, id);
     """),
+    Migration(3, "call detail records", """
+        CREATE TABLE cdrs (
+            id          INTEGER PRIMARY KEY AUTOINCREMENT,
+            call_id     TEXT NOT NULL,
+            caller      TEXT NOT NULL,
+            callee      TEXT NOT NULL,
+            direction   TEXT NOT NULL,
+            start       REAL NOT NULL,
+            answer      REAL,
+            end         REAL NOT NULL,
+            duration    REAL NOT NULL,
+            billsec     REAL NOT NULL,
+            disposition TEXT NOT NULL,
+            cause       TEXT NOT NULL DEFAULT '',
+            trunk       TEXT NOT NULL DEFAULT ''
+        );
+        CREATE INDEX cdrs_start ON cdrs(start);
+    """),
 )
 
 

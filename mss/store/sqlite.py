@@ -325,6 +325,31 @@ class SQLiteStore:
         with self._write() as conn:
             return conn.execute("DELETE FROM bans WHERE until <= ?", (now,)).rowcount
 
+    # -- call detail records -----------------------------------------------------------------
+
+    _CDR_COLUMNS = ("call_id, caller, callee, direction, start, answer, end, duration, billsec,"
+                    " disposition, cause, trunk")
+
+    def add_cdr(self, cdr) -> None:
+        with self._write() as conn:
+            conn.execute(f"INSERT INTO cdrs ({self._CDR_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                         (cdr.call_id, cdr.caller, cdr.callee, cdr.direction, cdr.start,
+                          cdr.answer, cdr.end, cdr.duration, cdr.billsec, cdr.disposition,
+                          cdr.cause, cdr.trunk))
+
+    def list_cdrs(self, since: float | None = None, limit: int | None = None) -> list:
+        from mss.call.cdr import CDR
+        sql = f"SELECT {self._CDR_COLUMNS} FROM cdrs"
+        args: list = []
+        if since is not None:
+            sql += " WHERE start >= ?"
+            args.append(float(since))
+        sql += " ORDER BY start, id"
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(int(limit))
+        return [CDR(*row) for row in self._read(sql, args)]
+
     # -- generic data of the Lua services ----------------------------------------------------
 
     def get_service_settings(self, service: str) -> dict:

@@ -1,0 +1,689 @@
+"""A call: one A leg (mss as UAS) and its B legs (mss as UAC), and what happens between them.
+
+Theory of operation
+-------------------
+A ``Call`` is created by the ``CallManager`` for an authorised, routed INVITE. It sends one
+INVITE per target (forking: every registered device of the callee at once), each B leg with
+its own Call-ID, tags and CSeq. Between the legs it relays, per RFC 3261/3262:
+
+- provisional responses (180/183 with early-media SDP) to the caller, reliably (RSeq,
+  retransmitted until PRACK) when the caller required 100rel; reliable provisionals from a
+  callee are PRACKed in the early dialog they created (its tag, Contact and Record-Route);
+- the first 2xx wins: that B leg is ACKed, the other legs are CANCELled with ``Reason:
+  SIP;cause=200;text="Call completed elsewhere"``, a late 2xx is ACKed and BYEd; the 2xx is
+  relayed to the caller (the transaction layer retransmits it until the ACK);
+- failures: when every B leg has failed the caller gets the best final response (6xx, then
+  486 Busy, other 4xx, 5xx); no answer within the ring time -> CANCEL and 480;
+  CANCEL from the caller -> CANCEL the B legs and 487;
+- in-dialog requests (BYE, re-INVITE and UPDATE for hold/resume, INFO, OPTIONS, ...) are
+  relayed to the other leg and their responses back; an offer arriving while one is pending
+  on either leg gets 491 (glare).
+
+Every SDP passes through the media anchor (``IMediaAnchor``), which may rewrite it. The call
+ends exactly once (``end``): timers stop, media is freed, the CDR is written, and the manager
+forgets the call.
+"""
+# -*- test-case-name: tests.call.test_call -*-
+from __future__ import annotations
+
+from twisted.logger import Logger
+
+from mss.sip.dialog import Dialog
+from mss.sip.message import Request, Response, make_response
+
+COMPLETED_ELSEWHERE = 'SIP;cause=200;text="Call completed elsewhere"'
+
+# headers copied across when relaying an in-dialog request or a response
+_RELAYED = ("content-type", "content-disposition", "info-package", "event", "subscription-state",
+            "reason", "rseq", "recv-info", "allow-events")
+
+
+class ALeg:
+    """The caller side: we are UAS."""
+
+    __slots__ = ("request", "tx", "source", "tag", "dialog", "reliable", "rseq", "contact",
+                 "pending", "acked", "late_offer", "offered_sdp")
+
+    def __init__(self, request: Request, tx, source, tag: str, contact: str, reliable: bool):
+        self.request = request
+        self.tx = tx
+        self.source = source
+        self.tag = tag
+        self.contact = contact
+        self.dialog: Dialog | None = None
+        self.reliable = reliable          # send provisionals reliably (RFC 3262)
+        self.rseq = 0
+        self.pending = None               # in-dialog INVITE/UPDATE server tx awaiting relay
+        self.acked = False
+        self.late_offer = not request.body
+        self.offered_sdp = request.body
+
+    @property
+    def label(self) -> str:
+        return "A"
+
+    @property
+    def key(self) -> tuple:
+        return (self.request.call_id, self.tag)
+
+
+class BLeg:
+    """One callee device: we are UAC."""
+
+    __slots__ = ("call_id", "tag", "target", "dest", "invite", "tx", "dialogs", "dialog",
+                 "state", "status", "ack", "pending", "contact", "device", "answered_sdp",
+                 "prack_rseq")
+
+    def __init__(self, call_id: str, tag: str, target: str, dest, contact: str, device: str = ""):
+        self.call_id = call_id
+        self.tag = tag
+        self.target = target
+        self.dest = dest
+        self.contact = contact
+        self.device = device
+        self.invite: Request | None = None
+        self.tx = None
+        self.dialogs: dict[str, Dialog] = {}      # early dialogs by remote tag
+        self.dialog: Dialog | None = None
+        self.state = "calling"                    # calling, early, answered, failed, cancelled
+        self.status = 0
+        self.ack: Request | None = None
+        self.pending = None
+        self.answered_sdp = b""
+        self.prack_rseq = 0
+
+    @property
+    def label(self) -> str:
+        return "B"
+
+    @property
+    def key(self) -> tuple:
+        return (self.call_id, self.tag)
+
+    @property
+    def open(self) -> bool:
+        return self.state in ("calling", "early")
+
+
+def _best_failure(statuses: list[int]) -> int:
+    """RFC 3261 §16.7 step 6, simplified for a B2BUA: 6xx, busy, other 4xx, 5xx, else 480."""
+    if not statuses:
+        return 480
+    six = [s for s in statuses if s >= 600]
+    if six:
+        return six[0]
+    if 486 in statuses:
+        return 486
+    four = [s for s in statuses if 400 <= s < 500 and s not in (408, 487)]
+    if four:
+        return four[0]
+    five = [s for s in statuses if 500 <= s < 600]
+    if five:
+        return 480 if all(s == 503 for s in five) and False else five[0]
+    return 480
+
+
+class Call:
+    log = Logger()
+
+    def __init__(self, manager, a: ALeg, caller: str, caller_display: str | None, callee: str,
+                 callee_ext: str | None, direction: str = "internal", caller_ext: str | None = None):
+        self.m = manager
+        self.a = a
+        self.id = a.request.call_id
+        self.caller = caller
+        self.caller_display = caller_display
+        self.caller_ext = caller_ext
+        self.callee = callee
+        self.callee_ext = callee_ext
+        self.direction = direction
+        self.b_legs: list[BLeg] = []
+        self.winner: BLeg | None = None
+        self.state = "setup"                       # setup, answered, ended
+        self.start_time = manager.wall()
+        self.answer_time: float | None = None
+        self.end_time: float | None = None
+        self.cause = ""
+        self.status = 0
+        self.disposition = ""
+        self.timers: list = []
+        self.early_sdp_sent = False
+        self.trunk = None
+        self.extra_headers: list[tuple[str, str]] = []   # added to every B-leg INVITE
+
+    # -- setup ---------------------------------------------------------------------------------
+    def ring(self, targets, ring_time: float) -> None:
+        """Fork to every target ((contact_uri, Address, device label)) in parallel."""
+        if not targets:
+            self.fail(480, None, "no reachable device")
+            return
+        sdp = self.a.request.body
+        d = self.m.media.offer(self.id, self.a.request.from_.tag, sdp, "A") if sdp else None
+        if d is None:
+            self._send_invites(targets, b"")
+        else:
+            d.addCallbacks(lambda s: self._send_invites(targets, s),
+                           lambda f: self._media_failed(f))
+        self.timers.append(self.m.timers.call_at(self.m.now() + ring_time, self._no_answer))
+
+    def _media_failed(self, failure) -> None:
+        self.log.error("media gateway failed for call {call_id}: {error}", call_id=self.id,
+                       error=failure.getErrorMessage())
+        self.fail(503, "Media Gateway Unavailable", "media")
+
+    def _send_invites(self, targets, sdp: bytes) -> None:
+        if self.state != "setup":
+            return
+        now = self.m.now()
+        for uri, dest, device in targets:
+            leg = BLeg(self.m.new_call_id(), self.m.core.new_tag(), uri, dest,
+                       self.m.core.contact_uri(dest, self.m.contact_user), device)
+            self.b_legs.append(leg)
+            leg.invite = self._b_invite(leg, sdp)
+            self.m.register_leg(self, leg)
+            leg.tx = self.m.send(leg.invite, dest, self, leg, "invite")
+        self.m.flush()
+
+    def _b_invite(self, leg: BLeg, sdp: bytes) -> Request:
+        m = self.m
+        a = self.a.request
+        display = self.caller_display
+        from_disp = f'"{display}" ' if display else ""
+        from_host = m.domain
+        to_user = self.callee
+        headers = [
+            ["Max-Forwards", str(max(0, (a.max_forwards or 70) - 1))],
+            ["From", f"{from_disp}<sip:{self.caller}@{from_host}>;tag={leg.tag}"],
+            ["To", f"<sip:{to_user}@{from_host}>"],
+            ["Call-ID", leg.call_id],
+            ["CSeq", "1 INVITE"],
+            ["Contact", f"<{leg.contact}>"],
+            ["Allow", m.allow],
+            ["Supported", "100rel"],
+        ]
+        for name, value in self.extra_headers:
+            headers.append([name, value])
+        for name in ("privacy", "p-asserted-identity"):
+            for value in a.headers.get_lines(name):
+                headers.append([name.title(), value])
+        from mss.sip.message import Headers
+        from mss.sip.uri import parse_uri
+        req = Request("INVITE", parse_uri(leg.target), Headers(headers))
+        if sdp:
+            req.set_body(sdp, a.headers.get("content-type") or "application/sdp")
+        else:
+            req.headers.add("Content-Length", "0")
+        return req
+
+    # -- responses on a B leg's INVITE ---------------------------------------------------------
+    def b_invite_response(self, leg: BLeg, resp: Response) -> None:
+        status = resp.status
+        if status == 100:
+            return
+        if status < 200:
+            self._b_provisional(leg, resp)
+        elif status < 300:
+            self._b_answered(leg, resp)
+        else:
+            self._b_failed(leg, status, resp.reason)
+
+    def _b_provisional(self, leg: BLeg, resp: Response) -> None:
+        tag = resp.to.tag
+        if tag and leg.open:
+            dialog = leg.dialogs.get(tag)
+            if dialog is None:
+                dialog = Dialog.from_uac(leg.invite, resp, leg.dest, leg.contact)
+                leg.dialogs[tag] = dialog
+            leg.state = "early"
+            if "100rel" in resp.option_tags("require") and resp.headers.get("rseq"):
+                self._prack(leg, dialog, resp)
+        if self.state != "setup":
+            return
+        sdp = resp.body if resp.body and not self.early_sdp_sent else b""
+        if sdp:
+            self.early_sdp_sent = True
+            d = self.m.media.answer(self.id, self.a.request.from_.tag, leg.tag, sdp, "B")
+            d.addCallbacks(lambda s: self._a_provisional(resp.status, resp.reason, s),
+                           self._media_failed)
+        elif resp.status in (180, 181, 182, 183):
+            self._a_provisional(resp.status, resp.reason, b"")
+
+    def _prack(self, leg: BLeg, dialog: Dialog, resp: Response) -> None:
+        """RFC 3262 §4: PRACK in the early dialog of that provisional."""
+        try:
+            rseq = int(resp.headers.get("rseq").strip())
+        except ValueError:
+            return
+        if rseq <= leg.prack_rseq:
+            return                                       # a retransmission: already PRACKed
+        leg.prack_rseq = rseq
+        prack = dialog.request("PRACK")
+        prack.headers.add("RAck", f"{rseq} {leg.invite.cseq.number} INVITE")
+        prack.headers.add("Content-Length", "0")
+        self.m.send(prack, dialog.destination(), self, leg, "prack")
+
+    def _a_provisional(self, status: int, reason: str, sdp: bytes) -> None:
+        if self.state != "setup" or self.a.tx.terminated:
+            return
+        a = self.a
+        resp = make_response(a.request, status, reason, to_tag=a.tag)
+        resp.headers.add("Contact", f"<{a.contact}>")
+        if sdp:
+            resp.set_body(sdp, "application/sdp")
+        if a.dialog is None:
+            a.dialog = Dialog.from_uas(a.request, a.tag, a.source, a.contact)
+        now = self.m.now()
+        if a.reliable:
+            a.rseq += 1
+            resp.headers.add("Require", "100rel")
+            resp.headers.add("RSeq", str(a.rseq))
+            self.m.core.send_reliable_provisional(a.tx, resp, now)
+        else:
+            self.m.core.send_response(a.tx, resp, now)
+
+    def _b_answered(self, leg: BLeg, resp: Response) -> None:
+        if leg.state in ("answered",):
+            self._re_ack(leg)                               # 2xx retransmission
+            return
+        dialog = leg.dialogs.get(resp.to.tag)
+        if dialog is None:
+            dialog = Dialog.from_uac(leg.invite, resp, leg.dest, leg.contact)
+        dialog.update_from_response(resp)
+        leg.dialog = dialog
+        leg.state = "answered"
+        leg.status = resp.status
+        self.m.register_leg(self, leg)
+        if self.state != "setup" or self.winner is not None:
+            # a late 2xx (another device won, or the caller is gone): ACK and BYE it
+            self._ack(leg, b"")
+            self._bye(leg, "Call completed elsewhere" if self.winner else None)
+            return
+        self.winner = leg
+        leg.answered_sdp = resp.body
+        if not self.a.late_offer:
+            self._ack(leg, b"")
+        for other in self.b_legs:
+            if other is not leg and other.open:
+                self._cancel_leg(other, COMPLETED_ELSEWHERE)
+        self._stop_timers()
+        if resp.body:
+            if self.a.late_offer:
+                d = self.m.media.offer(self.id, leg.tag, resp.body, "B")
+            else:
+                d = self.m.media.answer(self.id, self.a.request.from_.tag, leg.tag, resp.body, "B")
+            d.addCallbacks(lambda s: self._a_answer(resp, s), self._media_failed)
+        else:
+            self._a_answer(resp, b"")
+
+    def _a_answer(self, b_resp: Response, sdp: bytes) -> None:
+        if self.state != "setup":
+            return
+        a = self.a
+        resp = make_response(a.request, 200, None, to_tag=a.tag)
+        resp.headers.add("Contact", f"<{a.contact}>")
+        resp.headers.add("Allow", self.m.allow)
+        if a.reliable:
+            resp.headers.add("Supported", "100rel")
+        if sdp:
+            resp.set_body(sdp, b_resp.headers.get("content-type") or "application/sdp")
+        if a.dialog is None:
+            a.dialog = Dialog.from_uas(a.request, a.tag, a.source, a.contact)
+        a.dialog.early = False
+        self.state = "answered"
+        self.answer_time = self.m.wall()
+        self.status = 200
+        self.m.call_answered(self)
+        self.m.core.send_response(a.tx, resp, self.m.now())
+        if self.m.max_duration:
+            self.timers.append(self.m.timers.call_at(self.m.now() + self.m.max_duration,
+                                                     self._max_duration))
+        self.log.info("call {call_id} answered: {caller} -> {callee}", call_id=self.id,
+                      caller=self.caller, callee=self.callee)
+
+    def _b_failed(self, leg: BLeg, status: int, reason: str) -> None:
+        if leg.state in ("failed",):
+            return
+        was = leg.state
+        leg.state = "failed" if was != "cancelled" else "cancelled"
+        leg.status = status
+        self.m.forget_leg(leg)
+        if self.state != "setup":
+            return
+        if any(b.open for b in self.b_legs):
+            return                                   # others still ring
+        failures = [b.status for b in self.b_legs if b.state == "failed"]
+        best = _best_failure(failures)
+        reason = None
+        for b in self.b_legs:
+            if b.status == best and b is leg:
+                reason = None
+        self.fail(best, None, f"all devices failed ({', '.join(map(str, failures)) or 'none'})")
+
+    # -- failure and end of setup ----------------------------------------------------------------
+    def fail(self, status: int, reason: str | None, why: str, extra=()) -> None:
+        """Answer the caller with a final error and end the call."""
+        if self.state != "setup":
+            return
+        for leg in self.b_legs:
+            if leg.open:
+                self._cancel_leg(leg, None)
+        a = self.a
+        if not a.tx.terminated:
+            resp = make_response(a.request, status, reason, to_tag=a.tag)
+            for name, value in extra:
+                resp.headers.add(name, value)
+            self.m.core.send_response(a.tx, resp, self.m.now())
+        self.status = status
+        self.end(_disposition(status), f"{status} {why}")
+
+    def _no_answer(self) -> None:
+        if self.state != "setup":
+            return
+        self.log.info("call {call_id}: no answer", call_id=self.id)
+        self.fail(480, "No Answer", "no answer", ())
+
+    def caller_cancelled(self) -> None:
+        if self.state != "setup":
+            return
+        for leg in self.b_legs:
+            if leg.open:
+                self._cancel_leg(leg, None)
+        a = self.a
+        resp = make_response(a.request, 487, None, to_tag=a.tag)
+        self.m.core.send_response(a.tx, resp, self.m.now())
+        self.status = 487
+        self.end("cancelled", "487 caller cancelled")
+
+    def _cancel_leg(self, leg: BLeg, reason: str | None) -> None:
+        leg.state = "cancelled"
+        if leg.tx is not None:
+            self.m.core.cancel(leg.tx, self.m.now(), reason)
+
+    # -- ACK / BYE -----------------------------------------------------------------------------------
+    def _ack(self, leg: BLeg, sdp: bytes) -> None:
+        dialog = leg.dialog
+        ack = dialog.request("ACK", cseq=leg.invite.cseq.number)
+        if sdp:
+            ack.set_body(sdp, "application/sdp")
+        else:
+            ack.headers.add("Content-Length", "0")
+        leg.ack = ack
+        self.m.core.send_ack(ack, dialog.destination())
+
+    def _re_ack(self, leg: BLeg) -> None:
+        if leg.ack is not None:
+            self.m.core._out_message(leg.ack, leg.dialog.destination())
+
+    def _bye(self, leg, reason: str | None = None) -> None:
+        dialog = leg.dialog
+        if dialog is None:
+            return
+        bye = dialog.request("BYE")
+        if reason:
+            bye.headers.add("Reason", f'SIP;cause=200;text="{reason}"')
+        bye.headers.add("Content-Length", "0")
+        self.m.send(bye, dialog.destination(), self, leg, "bye")
+
+    def a_ack(self, ack: Request) -> None:
+        """The caller's ACK for our 2xx (initial or re-INVITE)."""
+        a = self.a
+        if not a.acked and self.state == "answered":
+            a.acked = True
+            if a.late_offer and self.winner is not None and self.winner.ack is None:
+                body = ack.body
+                if body:
+                    d = self.m.media.answer(self.id, self.winner.tag, a.request.from_.tag, body, "A")
+                    d.addCallbacks(lambda s: self._ack(self.winner, s), self._media_failed)
+                else:
+                    self._ack(self.winner, b"")
+            return
+        self._relay_ack(a, ack)
+
+    def hangup(self, by: str = "operator") -> None:
+        """End an answered call from our side (operator, max duration, shutdown, failure)."""
+        if self.state == "setup":
+            self.fail(480 if by != "shutdown" else 503, None, by)
+            return
+        if self.state != "answered":
+            return
+        self._bye(self.a)
+        if self.winner is not None:
+            self._bye(self.winner)
+        self.end("answered", f"hangup by {by}")
+
+    def _max_duration(self) -> None:
+        self.log.info("call {call_id} reached the maximum duration", call_id=self.id)
+        self.hangup("max duration")
+
+    # -- in-dialog requests --------------------------------------------------------------------------
+    def other(self, leg):
+        return self.winner if leg is self.a else self.a
+
+    def in_dialog_request(self, leg, req: Request, tx) -> None:
+        method = req.method
+        now = self.m.now()
+        dialog = leg.dialog
+        if method == "ACK":
+            if leg is self.a:
+                self.a_ack(req)
+            else:
+                self._relay_ack(leg, req)
+            return
+        if dialog is None:
+            self._respond(tx, req, 481, leg)
+            return
+        if not dialog.accept_remote_cseq(req):
+            self._respond(tx, req, 500, leg, "CSeq Out Of Order")
+            return
+        if method == "PRACK" and leg is self.a:
+            self._a_prack(req, tx)
+            return
+        if method == "BYE":
+            self._respond(tx, req, 200, leg)
+            other = self.other(leg)
+            if self.state == "setup" and leg is self.a:
+                self.caller_cancelled()
+                return
+            if other is not None and other.dialog is not None:
+                self._bye(other)
+            self.end("answered" if self.answer_time else _disposition(self.status or 487),
+                     "BYE from " + ("caller" if leg is self.a else "callee"))
+            return
+        other = self.other(leg)
+        if other is None or other.dialog is None or self.state != "answered":
+            if method in ("INVITE", "UPDATE") and self.state == "setup":
+                self._respond(tx, req, 491 if method == "INVITE" else 500, leg)
+            else:
+                self._respond(tx, req, 481 if other is None else 491, leg)
+            return
+        if method in ("INVITE", "UPDATE"):
+            if leg.pending is not None or other.pending is not None:
+                self._respond(tx, req, 491, leg)            # glare (RFC 3261 §14.2)
+                return
+            dialog.target_refresh(req)
+            leg.pending = tx
+            sdp = req.body
+            if sdp:
+                d = self.m.media.offer(self.id, self._media_tag(leg), sdp, leg.label)
+                d.addCallbacks(lambda s: self._relay_request(leg, other, req, tx, s),
+                               self._media_failed)
+            else:
+                self._relay_request(leg, other, req, tx, b"")
+            return
+        self._relay_request(leg, other, req, tx, req.body)
+
+    def _media_tag(self, leg) -> str:
+        return self.a.request.from_.tag if leg is self.a else leg.tag
+
+    def _a_prack(self, req: Request, tx) -> None:
+        rack = (req.headers.get("rack") or "").split()
+        ok = False
+        if len(rack) == 3 and rack[0].isdigit():
+            ok = self.m.core.layer.prack_received(self.a.tx, int(rack[0]))
+        self._respond(tx, req, 200 if ok else 481, self.a)
+
+    def _relay_request(self, leg, other, req: Request, tx, body: bytes) -> None:
+        if self.state != "answered":
+            leg.pending = None
+            self._respond(tx, req, 481, leg)
+            return
+        out = other.dialog.request(req.method)
+        for name in _RELAYED:
+            if name == "content-type":
+                continue
+            for value in req.headers.get_lines(name):
+                out.headers.add(name.title(), value)
+        if req.method in ("INVITE", "UPDATE"):
+            out.headers.add("Allow", self.m.allow)
+        if body:
+            out.set_body(body, req.headers.get("content-type") or "application/sdp")
+        else:
+            out.headers.add("Content-Length", "0")
+        if req.method == "INVITE":
+            other.pending = ("relay", tx)
+        self.m.send(out, other.dialog.destination(), self, other, ("relay", leg, req, tx))
+
+    def relayed_response(self, to_leg, from_leg, req: Request, tx, resp: Response) -> None:
+        """A response on the other leg to a request we relayed: send it back on ``from_leg``."""
+        if resp.status == 100:
+            return
+        if req.method in ("INVITE", "UPDATE") and resp.status >= 200:
+            from_leg.pending = None
+            to_leg.pending = None
+            if 200 <= resp.status < 300 and to_leg.dialog is not None:
+                to_leg.dialog.target_refresh(resp)
+        if req.method == "INVITE" and 200 <= resp.status < 300:
+            # ACK the far side now when the re-INVITE carried the offer, else on the near ACK
+            if req.body:
+                self._ack_reinvite(to_leg, resp, b"")
+            else:
+                to_leg_ack_wait = resp
+                from_leg_state = ("await-ack", to_leg, to_leg_ack_wait)
+                self._awaiting_ack = from_leg_state
+        if resp.body and 200 <= resp.status < 300 and req.method in ("INVITE", "UPDATE") and req.body:
+            d = self.m.media.answer(self.id, self._media_tag(from_leg), self._media_tag(to_leg),
+                                    resp.body, to_leg.label)
+            d.addCallbacks(lambda s: self._send_relayed(from_leg, req, tx, resp, s),
+                           self._media_failed)
+        elif resp.body and 200 <= resp.status < 300 and req.method == "INVITE":
+            d = self.m.media.offer(self.id, self._media_tag(to_leg), resp.body, to_leg.label)
+            d.addCallbacks(lambda s: self._send_relayed(from_leg, req, tx, resp, s),
+                           self._media_failed)
+        else:
+            self._send_relayed(from_leg, req, tx, resp, resp.body)
+
+    def _send_relayed(self, from_leg, req, tx, resp: Response, body: bytes) -> None:
+        if tx.terminated:
+            return
+        out = make_response(req, resp.status, resp.reason, to_tag=tx.to_tag or from_leg.dialog.local_tag)
+        for name in _RELAYED:
+            if name in ("rseq", "content-type"):
+                continue
+            for value in resp.headers.get_lines(name):
+                out.headers.add(name.title(), value)
+        if req.method in ("INVITE", "UPDATE") and resp.status < 300:
+            out.headers.add("Contact", f"<{from_leg.dialog.contact}>")
+        if body:
+            out.set_body(body, resp.headers.get("content-type") or "application/sdp")
+        for name, value in resp.headers:
+            if name.lower() in ("retry-after",) and resp.status >= 400:
+                out.headers.add(name, value)
+        self.m.core.send_response(tx, out, self.m.now())
+
+    def _ack_reinvite(self, leg, resp: Response, sdp: bytes) -> None:
+        dialog = leg.dialog
+        ack = dialog.request("ACK", cseq=resp.cseq.number)
+        if sdp:
+            ack.set_body(sdp, "application/sdp")
+        else:
+            ack.headers.add("Content-Length", "0")
+        self.m.core.send_ack(ack, dialog.destination())
+
+    def _relay_ack(self, leg, ack: Request) -> None:
+        """An ACK for a relayed re-INVITE 2xx: carry its answer to the far side if it waited."""
+        waiting = getattr(self, "_awaiting_ack", None)
+        if waiting is None:
+            return
+        self._awaiting_ack = None
+        _, to_leg, resp = waiting
+        if ack.body:
+            d = self.m.media.answer(self.id, self._media_tag(to_leg), self._media_tag(leg),
+                                    ack.body, leg.label)
+            d.addCallbacks(lambda s: self._ack_reinvite(to_leg, resp, s), self._media_failed)
+        else:
+            self._ack_reinvite(to_leg, resp, b"")
+
+    def _respond(self, tx, req: Request, status: int, leg, reason: str | None = None) -> None:
+        if tx is None:
+            return
+        tag = leg.dialog.local_tag if getattr(leg, "dialog", None) is not None else None
+        resp = make_response(req, status, reason, to_tag=tx.to_tag or tag)
+        if status == 491:
+            resp.headers.add("Retry-After", "1")
+        self.m.core.send_response(tx, resp, self.m.now())
+
+    # -- failures of our own transactions ------------------------------------------------------------
+    def leg_failed(self, leg, purpose, reason: str) -> None:
+        """A transaction we sent on ``leg`` timed out or hit a transport error."""
+        if purpose == "invite":
+            self._b_failed(leg, 408 if reason == "timeout" else 503, "")
+            return
+        if purpose == "prack" or purpose == "bye":
+            if purpose == "bye":
+                return
+            return
+        if isinstance(purpose, tuple) and purpose[0] == "relay":
+            _, from_leg, req, tx = purpose
+            if req.method in ("INVITE", "UPDATE"):
+                from_leg.pending = None
+                leg.pending = None
+            self._respond(tx, req, 408, from_leg)
+            # a leg that cannot be reached in a confirmed dialog ends the call (clean teardown)
+            self.log.info("call {call_id}: {method} to the {label} leg failed ({reason}); ending",
+                          call_id=self.id, method=req.method, label=leg.label, reason=reason)
+            self._bye(from_leg)
+            self.end("answered" if self.answer_time else "failed", f"{leg.label} leg {reason}")
+
+    def a_failed(self, reason: str) -> None:
+        """Our INVITE transaction toward the caller failed (no ACK, no PRACK, transport)."""
+        if reason == "prack-timeout" and self.state == "setup":
+            self.fail(504, "No PRACK", "no PRACK from the caller")
+            return
+        if self.state == "answered" and reason in ("ack-timeout", "transport"):
+            self.log.info("call {call_id}: caller never acknowledged the answer", call_id=self.id)
+            if self.winner is not None:
+                self._bye(self.winner)
+            self.end("failed", "no ACK from caller")
+        elif self.state == "setup":
+            for leg in self.b_legs:
+                if leg.open:
+                    self._cancel_leg(leg, None)
+            self.end("failed", f"caller {reason}")
+
+    # -- end ---------------------------------------------------------------------------------------------
+    def _stop_timers(self) -> None:
+        for t in self.timers:
+            t.cancel()
+        self.timers = []
+
+    def end(self, disposition: str, cause: str) -> None:
+        if self.state == "ended":
+            return
+        self.state = "ended"
+        self.disposition = disposition
+        self.cause = cause
+        self.end_time = self.m.wall()
+        self._stop_timers()
+        self.m.call_ended(self)
+
+
+def _disposition(status: int) -> str:
+    if 200 <= status < 300:
+        return "answered"
+    if status in (486, 600):
+        return "busy"
+    if status in (480, 408):
+        return "no answer"
+    if status == 487:
+        return "cancelled"
+    return "failed"

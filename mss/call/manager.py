@@ -1,0 +1,265 @@
+"""The call core's transaction user: new INVITEs become ``Call`` objects; everything else in a
+dialog is routed to its call and leg.
+
+For a new INVITE, in order: overload (503 + Retry-After when too many calls are being set up,
+so calls in progress keep a short post-dial delay), authentication of the calling extension
+(407, the registrar's digest), routing (``Router``: extension, 404, 480), call waiting
+(486 when the callee is in a call and has call waiting off), then the ``Call`` forks to the
+callee's devices. Requests with a To tag are matched to a leg by (Call-ID, our tag); responses
+to our requests by their client transaction. Every ended call leaves one CDR in the store.
+"""
+# -*- test-case-name: tests.call.test_manager -*-
+from __future__ import annotations
+
+import secrets
+import weakref
+
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from mss.call.call import ALeg, BLeg, Call
+from mss.call.cdr import cdr_of
+from mss.call.media import PassThroughMedia
+from mss.call.routing import Router
+from mss.sip.core import ALLOW, ITransactionUser
+from mss.sip.message import make_response
+
+CALL_WAITING_OFF = "call_waiting_off"
+
+
+@implementer(ITransactionUser)
+class CallManager:
+    log = Logger()
+
+    def __init__(self, core, clock, store, directory, bindings, auth, *, domain: str,
+                 no_answer_timeout: float = 30, max_duration: float = 0, max_setup: int = 200,
+                 retry_after: int = 5, prefer_100rel: bool = False, call_waiting: bool = True,
+                 media=None, wall=None, shell_flush=None):
+        self.core = core
+        self.clock = clock
+        self.store = store
+        self.directory = directory
+        self.bindings = bindings
+        self.auth = auth
+        self.domain = domain
+        self.no_answer_timeout = no_answer_timeout
+        self.max_duration = max_duration
+        self.max_setup = max_setup
+        self.retry_after = retry_after
+        self.prefer_100rel = prefer_100rel
+        self.call_waiting = call_waiting
+        self.media = media or PassThroughMedia()
+        self.timers = core.timers
+        self.allow = ALLOW
+        self.contact_user = "mss"
+        self.router = Router(directory, bindings)
+        self._wall = wall or clock.seconds
+        self._flush = shell_flush
+        self.calls: dict[str, Call] = {}                 # A-leg Call-ID -> call
+        self._legs: dict[tuple, tuple] = {}              # (Call-ID, our tag) -> (call, leg)
+        self._tx: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self._a_tx: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self.in_call: dict[str, int] = {}                 # extension -> active calls
+        self.setting_up = 0
+        self.counters = {"calls": 0, "answered": 0, "busy": 0, "no answer": 0, "cancelled": 0,
+                         "failed": 0, "rejected": 0, "overload": 0}
+        self.listeners = []          # callables(call, event) for metrics/services: "answered"/"ended"
+
+    # -- helpers the calls use -----------------------------------------------------------------
+    def now(self) -> float:
+        return self.clock.seconds()
+
+    def wall(self) -> float:
+        return self._wall()
+
+    def new_call_id(self) -> str:
+        return secrets.token_hex(10) + "@" + self.domain
+
+    def flush(self) -> None:
+        if self._flush is not None:
+            self._flush()
+
+    def send(self, request, destination, call, leg, purpose):
+        tx = self.core.send_request(request, destination, self, self.now())
+        self._tx[tx] = (call, leg, purpose)
+        return tx
+
+    def register_leg(self, call, leg) -> None:
+        self._legs[leg.key] = (call, leg)
+
+    def forget_leg(self, leg) -> None:
+        entry = self._legs.get(leg.key)
+        if entry is not None and entry[1] is leg and leg.state != "answered":
+            del self._legs[leg.key]
+
+    def call_answered(self, call: Call) -> None:
+        self.setting_up -= 1
+        if call.callee_ext:
+            self.in_call[call.callee_ext] = self.in_call.get(call.callee_ext, 0) + 1
+        self.counters["answered"] += 1
+        for listener in self.listeners:
+            listener(call, "answered")
+
+    def call_ended(self, call: Call) -> None:
+        if call.answer_time is None:
+            self.setting_up -= 1
+        elif call.callee_ext:
+            self._dec(call.callee_ext)
+        if call.caller_ext:
+            self._dec(call.caller_ext)
+        self.media.delete(call.id)
+        try:
+            self.store.add_cdr(cdr_of(call))          # durable before the call is dropped
+        except Exception:
+            self.log.failure("CDR for call {call_id} could not be written", call_id=call.id)
+        self.calls.pop(call.id, None)
+        for leg in [call.a, *call.b_legs]:
+            entry = self._legs.get(leg.key)
+            if entry is not None and entry[0] is call:
+                del self._legs[leg.key]
+        if call.disposition in self.counters:
+            self.counters[call.disposition] += 1
+        self.log.info("call {call_id} ended: {disposition} ({cause})", call_id=call.id,
+                      disposition=call.disposition, cause=call.cause)
+        for listener in self.listeners:
+            listener(call, "ended")
+
+    def _dec(self, ext: str) -> None:
+        n = self.in_call.get(ext, 0) - 1
+        if n > 0:
+            self.in_call[ext] = n
+        else:
+            self.in_call.pop(ext, None)
+
+    def active_calls(self) -> list[Call]:
+        return list(self.calls.values())
+
+    # -- ITransactionUser ----------------------------------------------------------------------
+    def request_received(self, request, source, transaction):
+        tag = request.to.tag
+        if tag is not None or request.method == "ACK":
+            entry = self._legs.get((request.call_id, tag)) if tag else None
+            if entry is None:
+                if transaction is not None:
+                    self._answer(transaction, request, 481)
+                return
+            call, leg = entry
+            call.in_dialog_request(leg, request, transaction)
+            return
+        if request.method == "INVITE":
+            self._new_invite(request, source, transaction)
+        elif transaction is not None:
+            # out-of-dialog requests the call core does not serve (BYE, INFO without a dialog)
+            self._answer(transaction, request, 481 if request.method in ("BYE", "PRACK", "UPDATE")
+                         else 405, extra=(("Allow", ALLOW),))
+
+    def response_received(self, response, source, transaction):
+        if transaction is None:
+            self._stray(response)
+            return
+        entry = self._tx.get(transaction)
+        if entry is None:
+            return
+        call, leg, purpose = entry
+        if purpose == "invite":
+            call.b_invite_response(leg, response)
+        elif isinstance(purpose, tuple) and purpose[0] == "relay":
+            _, from_leg, req, tx = purpose
+            call.relayed_response(leg, from_leg, req, tx, response)
+        # PRACK and BYE answers need nothing: a 405/501 to our PRACK must not break the call
+
+    def transaction_failed(self, transaction, reason):
+        entry = self._tx.get(transaction)
+        if entry is not None:
+            call, leg, purpose = entry
+            call.leg_failed(leg, purpose, reason)
+            return
+        call = self._a_tx.get(transaction)
+        if call is not None:
+            call.a_failed(reason)
+
+    def cancel_received(self, cancel, transaction):
+        call = self._a_tx.get(transaction)
+        if call is not None:
+            call.caller_cancelled()
+
+    def _stray(self, response):
+        """A 2xx retransmission after its transaction ended: re-send the ACK (§13.2.2.4)."""
+        if response.cseq.method != "INVITE" or not 200 <= response.status < 300:
+            return
+        entry = self._legs.get((response.call_id, response.from_.tag))
+        if entry is not None and isinstance(entry[1], BLeg):
+            entry[0]._re_ack(entry[1])
+
+    # -- new calls ---------------------------------------------------------------------------------
+    def _new_invite(self, request, source, tx):
+        now = self.now()
+        if self.setting_up >= self.max_setup:
+            self.counters["overload"] += 1
+            self._answer(tx, request, 503, extra=(("Retry-After", str(self.retry_after)),))
+            return
+        caller = request.from_.uri.number or "anonymous"
+        outcome = self.auth.check(request, source.host, now, proxy=True, expected_user=caller)
+        if outcome.kind == "drop":
+            return
+        if outcome.kind == "challenge":
+            self._answer(tx, request, 407, extra=outcome.headers)
+            return
+        if outcome.kind == "forbidden":
+            self.log.info("INVITE from {peer} for {caller} refused: {why}", peer=source.host,
+                          caller=caller, why=outcome.reason)
+            self._answer(tx, request, 403)
+            return
+        ext = outcome.extension
+        self.start_call(request, source, tx, caller=ext.number, caller_ext=ext.number,
+                        display=request.from_.display or ext.name or None, direction="internal")
+
+    def start_call(self, request, source, tx, *, caller, caller_ext, display, direction):
+        """Route an authorised INVITE and ring the callee (also the seam for trunk calls)."""
+        dialled = request.uri.number or ""
+        route = self.router.route(dialled, caller_ext)
+        if route.status:
+            self.counters["rejected"] += 1
+            self._answer(tx, request, route.status, route.reason)
+            self._write_rejected(request, caller, dialled, direction, route.status, route.reason)
+            return
+        callee_ext = route.extension
+        ext = self.directory(callee_ext) if callee_ext else None
+        if ext is not None and callee_ext in self.in_call and \
+                (ext.has(CALL_WAITING_OFF) or not self.call_waiting):
+            self._answer(tx, request, 486)
+            self._write_rejected(request, caller, dialled, direction, 486, "call waiting off")
+            return
+        tag = self.core.new_tag()
+        tx.to_tag = tag
+        reliable = "100rel" in request.option_tags("require") or (
+            self.prefer_100rel and "100rel" in request.option_tags("supported"))
+        a = ALeg(request, tx, source, tag, self.core.contact_uri(source, self.contact_user), reliable)
+        call = Call(self, a, caller=caller, caller_display=display, callee=dialled,
+                    callee_ext=callee_ext, direction=direction, caller_ext=caller_ext)
+        self.calls[call.id] = call
+        self._a_tx[tx] = call
+        self.register_leg(call, a)
+        self.setting_up += 1
+        self.counters["calls"] += 1
+        if caller_ext:
+            self.in_call[caller_ext] = self.in_call.get(caller_ext, 0) + 1
+        self.log.info("call {call_id}: {caller} -> {callee} ({n} devices)", call_id=call.id,
+                      caller=caller, callee=dialled, n=len(route.targets))
+        call.ring(route.targets, self.no_answer_timeout)
+
+    def _write_rejected(self, request, caller, callee, direction, status, reason):
+        """Refused calls get a CDR too (disposition from the status)."""
+        from mss.call.cdr import rejected_cdr
+        try:
+            self.store.add_cdr(rejected_cdr(request.call_id, caller, callee, direction,
+                                            self.wall(), status, reason))
+        except Exception:
+            self.log.failure("CDR for refused call {call_id} could not be written",
+                             call_id=request.call_id)
+
+    def _answer(self, tx, request, status, reason=None, extra=()):
+        resp = make_response(request, status, reason, to_tag=tx.to_tag or self.core.new_tag())
+        for name, value in extra:
+            resp.headers.add(name, value)
+        self.core.send_response(tx, resp, self.now())
