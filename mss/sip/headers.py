@@ -360,12 +360,17 @@ def parse_via(value: str) -> Via:
     return _parse_via(value)
 
 
+_COLON_LWS = re.compile(r"[ \t]*:[ \t]*")
+
+
 def _parse_via(value: str) -> Via:
     m = _VIA.match(value.strip(_LWS))
     if m is None:
         raise SIPParseError(f"bad Via {value!r}")
     version, transport, hostport, rest = m.groups()
-    hostport = hostport.strip(_LWS).replace(" ", "").replace("\t", "")
+    hostport = _COLON_LWS.sub(":", hostport.strip(_LWS))     # COLON = SWS ":" SWS
+    if " " in hostport or "\t" in hostport:
+        raise SIPParseError(f"bad Via sent-by {hostport!r}")
     try:
         host, port = split_host_port(hostport)
     except ValueError as e:
