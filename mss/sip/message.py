@@ -108,6 +108,10 @@ class Headers:
         return len(self._idx().get(canonical(name), ()))
 
     def add(self, name: str, value: str, first: bool = False) -> None:
+        """Append a line (or put it on top); an all-lower-case name is spelled canonically
+        (``"via"`` -> ``Via``), as in ``set``."""
+        if name.islower():
+            name = pretty(name)
         if first:
             self._items.insert(0, [name, value])
         else:
@@ -118,6 +122,8 @@ class Headers:
     def insert_before(self, name: str, value: str) -> None:
         """Insert above the first line of the same header (Via, Route), else on top."""
         found = self._idx().get(canonical(name))
+        if name.islower():
+            name = pretty(name)
         self._items.insert(found[0] if found else 0, [name, value])
         self._index = None
         self._raw = None
