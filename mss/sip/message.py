@@ -564,13 +564,21 @@ def _validate(msg: Message) -> None:
         if len(lines or ()) > 1:
             _fail(msg, f"more than one {pretty(name)} header")
     try:
-        msg.vias
-        msg.from_
-        msg.to
+        vias = msg.vias
+        from_ = msg.from_
+        to = msg.to
         cseq = msg.cseq
     except SIPParseError as e:
         msg.invalidate()
         _fail(msg, e.reason)
+    if not vias:
+        _fail(msg, "empty Via header")
+    # one tag, one branch: transaction and dialog matching must not depend on which we read
+    if _twice(from_.params, "tag") or _twice(to.params, "tag"):
+        _fail(msg, "more than one tag parameter")
+    for via in vias:
+        if _twice(via.params, "branch"):
+            _fail(msg, "more than one branch parameter")
     call_id = hdrs._items[idx["call-id"][0]][1]
     if not call_id or " " in call_id or "\t" in call_id:
         _fail(msg, "bad Call-ID")
@@ -582,6 +590,10 @@ def _validate(msg: Message) -> None:
                 msg.max_forwards
             except SIPParseError as e:
                 _fail(msg, e.reason)
+
+
+def _twice(params: tuple, name: str) -> bool:
+    return len(params) > 1 and sum(1 for key, _ in params if key == name) > 1
 
 
 def parse_datagram(data: bytes, max_size: int = 65535, max_headers: int = 256) -> Message:

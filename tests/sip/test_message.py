@@ -161,6 +161,17 @@ class RequestTests(SynchronousTestCase):
             parse(no_via)
         self.assertIsNone(caught.exception.partial)            # nowhere to send an answer
 
+    def test_empty_via_and_duplicate_matching_params(self):
+        for old, new in ((b"Via: SIP/2.0/UDP 192.0.2.10;branch=z9hG4bKopt1", b"Via: "),
+                         (b"Via: SIP/2.0/UDP 192.0.2.10;branch=z9hG4bKopt1", b"Via: ,"),
+                         (b"branch=z9hG4bKopt1", b"branch=z9hG4bKopt1;branch=z9hG4bKopt2"),
+                         (b"tag=1", b"tag=1;tag=2"),
+                         (b"To: <sip:bob@example.com>", b"To: <sip:bob@example.com>;tag=a;TAG=b")):
+            error = self.assertRaises(SIPParseError, parse, options().replace(old, new))
+            self.assertEqual(error.status, 400, new)
+        req, _ = parse(options().replace(b"Via: ", b"Via: ,"))     # an empty list element
+        self.assertEqual(len(req.vias), 1)
+
     def test_single_valued_headers(self):
         for dup in (b"Call-ID: again\r\n", b"CSeq: 7 OPTIONS\r\n", b"Max-Forwards: 70\r\n",
                     b"t: <sip:x@example.com>\r\n", b"f: <sip:y@example.com>;tag=2\r\n"):
