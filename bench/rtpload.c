@@ -65,7 +65,8 @@ int main(int argc, char **argv) {
     long long start = now_ns() + 50000000LL;
     for (int i = 0; i < n; i++) legs[i].next = start + (PERIOD_NS * i) / n;
     long long stop_send = start + (long long)(seconds * 1e9);
-    long long stop = stop_send + 300000000LL;           /* drain 300 ms */
+    long long stop = stop_send + 2000000000LL;   /* drain: until 300 ms quiet, at most 2 s */
+    long long last_rx = 0;
     unsigned char pkt[172];
     memset(pkt, 0xff, sizeof pkt);
     pkt[0] = 0x80; pkt[1] = 0;
@@ -76,6 +77,7 @@ int main(int argc, char **argv) {
     for (;;) {
         long long t = now_ns();
         if (t >= stop) break;
+        if (t >= stop_send && t - (last_rx > stop_send ? last_rx : stop_send) > 300000000LL) break;
         /* send what is due */
         while (t < stop_send) {
             struct leg *l = &legs[cursor];
@@ -97,12 +99,13 @@ int main(int argc, char **argv) {
             l->seq++; l->ts += 160; l->next += PERIOD_NS;
             cursor = (cursor + 1) % n;
         }
-        long long wait_ns = (t < stop_send ? legs[cursor].next : stop) - now_ns();
+        long long wait_ns = (t < stop_send ? legs[cursor].next : t + 1000000LL) - now_ns();
         /* never spin: wait at least 1 ms (sends due meanwhile go out together, each stamped
          * when it is sent); an arriving packet ends the wait at once */
         int timeout = wait_ns > 1000000LL ? (int)(wait_ns / 1000000LL) : 1;
         int k = epoll_wait(ep, events, 512, timeout);
         long long r = now_ns();
+        if (k > 0) last_rx = r;
         for (int e = 0; e < k; e++) {
             struct leg *l = &legs[events[e].data.u32];
             for (;;) {
@@ -133,8 +136,8 @@ int main(int argc, char **argv) {
     double cpu = ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
     printf("{\"sent\": %lld, \"received\": %lld, \"send_errors\": %lld, \"late_sends\": %lld, "
            "\"max_send_lag_ms\": %.3f, \"p50_ms\": %.3f, \"p99_ms\": %.3f, \"p999_ms\": %.3f, "
-           "\"generator_cpu_s\": %.3f}\n",
+           "\"generator_cpu_s\": %.3f, \"elapsed_s\": %.3f}\n",
            total_sent, total_recv, send_errors, late_sends, max_lag / 1e6,
-           (p50 + 0.5) * BIN_NS / 1e6, (p99 + 0.5) * BIN_NS / 1e6, (p999 + 0.5) * BIN_NS / 1e6, cpu);
+           (p50 + 0.5) * BIN_NS / 1e6, (p99 + 0.5) * BIN_NS / 1e6, (p999 + 0.5) * BIN_NS / 1e6, cpu, (now_ns() - start + 50000000LL) / 1e9);
     return 0;
 }

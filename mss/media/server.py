@@ -208,6 +208,17 @@ class ControlProtocol(DatagramProtocol):
         self._unacked.clear()
 
 
+def raise_file_limit() -> None:
+    """Two descriptors per RTP/RTCP pair: allow as many as the hard limit permits."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):
+            pass
+
+
 def split_address(text: str) -> tuple[str, int]:
     host, _, port = text.rpartition(":")
     return host.strip("[]"), int(port)
@@ -231,6 +242,7 @@ class MediaGatewayService(service.Service):
 
     def startService(self) -> None:
         super().startService()
+        raise_file_limit()
         host, port = self.control
         self.port = self.reactor.listenUDP(port, self.protocol, interface=host)
         self.sockets.start()

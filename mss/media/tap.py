@@ -10,10 +10,40 @@ from __future__ import annotations
 
 import os
 
+from twisted.application import service
+from twisted.internet import task
+from twisted.logger import Logger
 from twisted.python import usage
 
 from mss.config import ConfigError
 from mss.media import config as mediaconfig
+
+
+class OrphanWatch(service.Service):
+    """A worker stops when its front process is gone (it was re-parented)."""
+    log = Logger()
+
+    def __init__(self, reactor, interval: float = 1.0):
+        self.reactor = reactor
+        self.parent_pid = os.getppid()
+        self.loop = task.LoopingCall(self.check)
+        self.loop.clock = reactor
+        self.interval = interval
+
+    def startService(self):
+        super().startService()
+        self.loop.start(self.interval, now=False)
+
+    def stopService(self):
+        super().stopService()
+        if self.loop.running:
+            self.loop.stop()
+
+    def check(self):
+        if os.getppid() != self.parent_pid:
+            self.log.warn("front process {pid} is gone: worker stopping", pid=self.parent_pid)
+            self.loop.stop()
+            self.reactor.stop()
 
 
 class Options(usage.Options):
@@ -38,11 +68,17 @@ def makeService(options):
     media = options.settings["media"]
     workers = media["workers"] or os.cpu_count() or 1
     if options["worker-control"] or workers == 1:
-        return MediaGatewayService(
+        gateway = MediaGatewayService(
             reactor, control=options["worker-control"] or media["control"],
             rtp_ports=parse_range(options["worker-ports"] or media["rtp_ports"]),
             public_address=media["public_address"], bind=media["bind"],
             media_timeout=media["media_timeout"])
+        if not options["worker-control"]:
+            return gateway
+        top = service.MultiService()
+        gateway.setServiceParent(top)
+        OrphanWatch(reactor).setServiceParent(top)
+        return top
     from mss.media.workers import FrontService
     return FrontService(reactor, config_path=os.path.abspath(options["config"]),
                         control=media["control"], rtp_ports=parse_range(media["rtp_ports"]),

@@ -164,3 +164,37 @@ class ControlProtocolTests(TestCase):
             clock.advance(2)
         self.assertEqual(len(proto.transport.written), 5)
         self.assertEqual(clock.getDelayedCalls(), [])
+
+
+class IPv6LoopbackTests(TestCase):
+    timeout = 20
+
+    @defer.inlineCallbacks
+    def test_relay_over_ipv6(self):
+        service = MediaGatewayService(reactor, control="127.0.0.1:0", rtp_ports=rtp_range(),
+                                      public_address="::1", bind="::1")
+        service.startService()
+        self.addCleanup(service.stopService)
+        client = NgClient(reactor, ("127.0.0.1", service.port.getHost().port))
+        client.startService()
+        self.addCleanup(client.stopService)
+        phones = []
+        for _ in range(2):
+            p = Phone()
+            port = reactor.listenUDP(0, p, interface="::1")
+            self.addCleanup(port.stopListening)
+            phones.append((p, port.getHost().port))
+        (a, a_port), (b, b_port) = phones
+        v6 = ("v=0\r\no=- 1 1 IN IP6 ::1\r\ns=-\r\nc=IN IP6 ::1\r\nt=0 0\r\n"
+              "m=audio %d RTP/AVP 0\r\n")
+        o = yield client.offer("c6", "ta", v6 % a_port)
+        ans = yield client.answer("c6", "ta", "tb", v6 % b_port)
+        self.assertEqual(sdp.parse(o["sdp"]).connection(), ("IP6", "::1"))
+        to_a = sdp.parse(ans["sdp"]).endpoint(0).port
+        to_b = sdp.parse(o["sdp"]).endpoint(0).port
+        a.transport.write(rtp(1), ("::1", to_a))
+        got = yield b.wait(1)
+        self.assertEqual((got[0][0], got[0][1][:2]), (rtp(1), ("::1", to_b)))
+        b.transport.write(rtp(2), ("::1", to_b))
+        got = yield a.wait(1)
+        self.assertEqual((got[0][0], got[0][1][:2]), (rtp(2), ("::1", to_a)))

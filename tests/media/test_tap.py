@@ -72,3 +72,71 @@ class ChildProcessTests(TestCase):
         self.assertIsNone(child.process)
         with self.assertRaises(ProcessLookupError):
             os.kill(child.pid, 0)
+
+
+class WorkersProcessTests(TestCase):
+    """``workers = 2``: the front process starts two worker processes and routes to them."""
+    timeout = 60
+
+    @defer.inlineCallbacks
+    def test_front_and_workers(self):
+        from mss.sip import sdp
+        from tests.media.fakes import offer_sdp, rtp
+        from tests.media.test_server import Phone
+        port = free_udp_port()           # the workers take port + 1 and port + 2
+        path = os.path.abspath(self.mktemp())
+        with open(path, "w") as f:
+            f.write('[media]\ncontrol = "127.0.0.1:%d"\nrtp_ports = "46200-46399"\n'
+                    'public_address = "127.0.0.1"\nworkers = 2\n' % port)
+        child = MediaChildService(reactor, path, kill_after=5)
+        child.startService()
+        self.addCleanup(lambda: child.stopService() if child.running else None)
+        client = NgClient(reactor, ("127.0.0.1", port), timeout=0.5, first_retransmit=0.1)
+        client.startService()
+        self.addCleanup(client.stopService)
+        deadline = reactor.seconds() + 30
+        while True:                       # list needs both workers up
+            try:
+                yield client.command({"command": "list"})
+                break
+            except Exception:
+                if reactor.seconds() > deadline:
+                    raise
+                yield task.deferLater(reactor, 0.2, lambda: None)
+        phones = []
+        for _ in range(2):
+            p = Phone()
+            listening = reactor.listenUDP(0, p, interface="127.0.0.1")
+            self.addCleanup(listening.stopListening)
+            phones.append((p, listening.getHost().port))
+        (a, a_port), (b, b_port) = phones
+        seen_ports = set()
+        for i in range(6):                # calls land on both workers' port slices
+            o = yield client.offer("w-%d" % i, "ta", offer_sdp("127.0.0.1", a_port))
+            seen_ports.add(sdp.parse(o["sdp"]).endpoint(0).port < 46300)
+        self.assertEqual(seen_ports, {True, False})
+        ans = yield client.answer("w-0", "ta", "tb", offer_sdp("127.0.0.1", b_port))
+        o = yield client.offer("w-0", "ta", offer_sdp("127.0.0.1", a_port), to_tag="tb")
+        a.transport.write(rtp(1), ("127.0.0.1", sdp.parse(ans["sdp"]).endpoint(0).port))
+        got = yield b.wait(1)
+        self.assertEqual(got[0], (rtp(1), ("127.0.0.1", sdp.parse(o["sdp"]).endpoint(0).port)))
+        listed = yield client.command({"command": "list", "limit": 100})
+        self.assertEqual(sorted(listed["calls"]), ["w-%d" % i for i in range(6)])
+        yield child.stopService()
+
+
+class OrphanWatchTests(SynchronousTestCase):
+    def test_stops_reactor_when_reparented(self):
+        from twisted.internet.testing import MemoryReactorClock
+        r = MemoryReactorClock()
+        r.running = True
+        stopped = []
+        r.stop = lambda: stopped.append(True)
+        watch = tap.OrphanWatch(r)
+        watch.startService()
+        r.advance(1)
+        self.assertEqual(stopped, [])
+        watch.parent_pid = -1            # as if our parent had changed
+        r.advance(1)
+        self.assertEqual(stopped, [True])
+        watch.stopService()
