@@ -107,6 +107,48 @@ MIGRATIONS: tuple[Migration, ...] = (
         );
         CREATE INDEX cdrs_start ON cdrs(start);
     """),
+    Migration(4, "trunks, outbound routes, DIDs, trunk registration state", """
+        CREATE TABLE trunks (
+            name         TEXT PRIMARY KEY,
+            domain       TEXT NOT NULL,
+            account      TEXT NOT NULL,
+            password     TEXT NOT NULL,
+            proxy        TEXT NOT NULL DEFAULT '',
+            auth_id      TEXT NOT NULL DEFAULT '',
+            register     INTEGER NOT NULL DEFAULT 1,
+            expires      INTEGER NOT NULL DEFAULT 3600,
+            from_user    TEXT NOT NULL DEFAULT '',
+            from_display TEXT NOT NULL DEFAULT '',
+            identity     TEXT NOT NULL DEFAULT '',
+            allow        TEXT NOT NULL DEFAULT '[]',
+            max_in       INTEGER,
+            max_out      INTEGER,
+            prack        TEXT NOT NULL DEFAULT 'supported',
+            uri_format   TEXT NOT NULL DEFAULT 'sip',
+            enabled      INTEGER NOT NULL DEFAULT 1
+        );
+        CREATE TABLE trunk_status (
+            name         TEXT PRIMARY KEY,
+            state        TEXT NOT NULL,
+            last_status  INTEGER NOT NULL DEFAULT 0,
+            last_reason  TEXT NOT NULL DEFAULT '',
+            next_refresh REAL,
+            updated      REAL NOT NULL
+        );
+        CREATE TABLE routes (
+            id          INTEGER PRIMARY KEY AUTOINCREMENT,
+            prefix      TEXT NOT NULL,
+            length      INTEGER,
+            strip       INTEGER NOT NULL DEFAULT 0,
+            prepend     TEXT NOT NULL DEFAULT '',
+            trunks      TEXT NOT NULL,
+            extensions  TEXT NOT NULL DEFAULT '[]'
+        );
+        CREATE TABLE dids (
+            number      TEXT PRIMARY KEY,
+            extension   TEXT NOT NULL REFERENCES extensions(number) ON DELETE CASCADE
+        );
+    """),
 )
 
 

@@ -29,6 +29,7 @@ from mss.store.interface import (
     DIGEST_ALGORITHMS, Ban, Binding, Extension, ExtensionExists, IStore, NoSuchExtension,
     StoreError, validate_key, validate_name, validate_number, validate_permission)
 from mss.store.schema import MIGRATIONS, Migration, migrate
+from mss.store.sqlite_trunks import TrunkStoreMixin
 
 __all__ = ["SQLiteStore", "compute_ha1"]
 
@@ -80,7 +81,7 @@ def _check_realm(realm: Any) -> str:
 
 
 @implementer(IStore)
-class SQLiteStore:
+class SQLiteStore(TrunkStoreMixin):
     """An ``IStore`` on the SQLite file ``path`` (``":memory:"`` for a private in-memory one)."""
 
     log = Logger()

@@ -1,0 +1,139 @@
+"""The trunk dispatcher: which trunk a call uses or came from, and how many calls each carries.
+
+- Outbound: the first outbound route matching the dialled number (longest prefix first, optional
+  length, allowed callers) gives the trunks to try in order and the number to send.
+- Inbound: a request is trunk traffic only when its source address is one of the trunk's
+  (its allow list or its outbound proxy's resolved address); DIDs map the called number to
+  an extension.
+- Limits: active calls are counted per trunk and direction; ``acquire`` refuses with 403 when
+  the direction's limit is 0 and 503 when it is reached; ``release`` is called on every end.
+- Registrations: one ``TrunkRegistration`` per trunk with ``register`` on, kept in step with the
+  store (added, removed, changed trunks) by ``reload``.
+"""
+# -*- test-case-name: tests.trunk.test_dispatcher -*-
+from __future__ import annotations
+
+import socket
+
+from twisted.logger import Logger
+
+from mss.trunk.model import parse_proxy
+from mss.trunk.registration import TrunkRegistration
+
+
+def resolve_host(host: str) -> str:
+    """An address for ``host`` (IP literals unchanged). Blocking: only at provisioning time."""
+    try:
+        socket.inet_pton(socket.AF_INET6 if ":" in host else socket.AF_INET, host)
+        return host
+    except OSError:
+        pass
+    try:
+        return socket.gethostbyname(host)
+    except OSError:
+        return host
+
+
+class TrunkDispatcher:
+    log = Logger()
+
+    def __init__(self, core, clock, store, resolve=resolve_host, wall=None):
+        self.core = core
+        self.clock = clock
+        self.store = store
+        self.resolve = resolve
+        self.wall = wall or clock.seconds
+        self.trunks: dict = {}
+        self.routes: list = []
+        self.dids: dict = {}
+        self.registrations: dict[str, TrunkRegistration] = {}
+        self.active: dict[tuple[str, str], int] = {}
+        self._addresses: dict[str, str] = {}          # trunk name -> proxy's resolved address
+
+    # -- provisioning --------------------------------------------------------------------------
+    def reload(self) -> None:
+        """Follow the store: trunks, routes, DIDs; start, restart or stop registrations."""
+        trunks = {t.name: t for t in self.store.list_trunks() if t.enabled}
+        old = self.trunks
+        self.trunks = trunks
+        self.routes = self.store.list_routes()
+        self.dids = self.store.list_dids()
+        self._addresses = {}
+        for name, t in trunks.items():
+            host, _, _ = parse_proxy(t.proxy or t.domain)
+            self._addresses[name] = self.resolve(host)
+        for name in list(self.registrations):
+            if name not in trunks or old.get(name) != trunks[name] or not trunks[name].register:
+                self.registrations.pop(name).stop()
+        for name, t in trunks.items():
+            if t.register and name not in self.registrations:
+                reg = TrunkRegistration(self.core, self.clock, t, self.destination(t),
+                                        store=self.store, wall=self.wall)
+                self.registrations[name] = reg
+                reg.start()
+
+    def stop(self) -> None:
+        for reg in self.registrations.values():
+            reg.stop()
+
+    def destination(self, trunk):
+        return trunk.destination(lambda host: self._addresses.get(trunk.name) or self.resolve(host))
+
+    # -- inbound -------------------------------------------------------------------------------
+    def inbound_trunk(self, host: str):
+        for name, trunk in self.trunks.items():
+            if trunk.allows(host, self._addresses.get(name)):
+                return trunk
+        return None
+
+    def did(self, number: str) -> str | None:
+        if number is None:
+            return None
+        ext = self.dids.get(number)
+        if ext is None and number.startswith("+"):
+            ext = self.dids.get(number[1:])
+        return ext
+
+    # -- outbound ------------------------------------------------------------------------------
+    def outbound(self, number: str, caller_ext: str | None) -> list[tuple]:
+        """[(trunk, number to send), ...] from the first matching route; [] when none matches."""
+        for route in self.routes:
+            if route.matches(number, caller_ext):
+                out = []
+                for name in route.trunks:
+                    trunk = self.trunks.get(name)
+                    if trunk is not None:
+                        out.append((trunk, route.translate(number)))
+                return out
+        return []
+
+    # -- limits --------------------------------------------------------------------------------
+    def acquire(self, trunk, direction: str) -> int:
+        """0 when the call may use the trunk in ``direction`` ("in"/"out"), else 403/503."""
+        limit = trunk.max_in if direction == "in" else trunk.max_out
+        key = (trunk.name, direction)
+        if limit == 0:
+            return 403
+        count = self.active.get(key, 0)
+        if limit is not None and count >= limit:
+            return 503
+        self.active[key] = count + 1
+        return 0
+
+    def release(self, trunk_name: str, direction: str) -> None:
+        key = (trunk_name, direction)
+        n = self.active.get(key, 0) - 1
+        if n > 0:
+            self.active[key] = n
+        else:
+            self.active.pop(key, None)
+
+    def status(self) -> list[dict]:
+        out = []
+        for name, t in sorted(self.trunks.items()):
+            reg = self.registrations.get(name)
+            out.append({"name": name, "state": reg.state if reg else "no registration",
+                        "last": f"{reg.last_status} {reg.last_reason}".strip() if reg else "",
+                        "in": self.active.get((name, "in"), 0),
+                        "out": self.active.get((name, "out"), 0)})
+        return out
