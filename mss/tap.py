@@ -25,6 +25,7 @@ from mss.registrar.registrar import MULTI_DEVICE, Registrar
 from mss.sip.core import OptionsResponder, SipCore
 from mss.store.sqlite import SQLiteStore
 from mss.transport.shell import SipShell
+from mss.trunk.dispatcher import TrunkDispatcher
 
 log = Logger()
 
@@ -100,6 +101,7 @@ class Switch(service.MultiService):
                                    scanner_agents=sec["drop_user_agents"], domain=sip["domain"])
         self.core.register_user(self.registrar, ["REGISTER"])
 
+        self.trunks = TrunkDispatcher(self.core, reactor, self.store)
         calls = settings["calls"]
         self.calls = CallManager(self.core, reactor, self.store, self.directory, self.bindings,
                                  self.auth, domain=sip["domain"],
@@ -107,7 +109,8 @@ class Switch(service.MultiService):
                                  max_duration=calls["max_duration"], max_setup=calls["max_setup"],
                                  retry_after=calls["retry_after"],
                                  prefer_100rel=calls["prefer_100rel"],
-                                 call_waiting=calls["call_waiting"], shell_flush=None)
+                                 call_waiting=calls["call_waiting"], shell_flush=None,
+                                 trunks=self.trunks)
         self.core.register_user(self.calls, ["INVITE", "ACK", "BYE", "CANCEL", "PRACK", "UPDATE",
                                              "INFO", "MESSAGE", "NOTIFY", "REFER"])
         self.core.set_dialog_user(self.calls)
@@ -132,6 +135,7 @@ class Switch(service.MultiService):
         # bans added or lifted with `mssctl bans` take effect here too
         now = self.reactor.seconds()
         self.bans.replace(self.store.list_bans(now), now)
+        self.trunks.reload()
         self.shell.flush()
 
     def startService(self):
@@ -139,8 +143,11 @@ class Switch(service.MultiService):
         loaded = self.bindings.load(self.reactor.seconds())
         log.info("loaded {count} live registrations from the store", count=loaded)
         super().startService()
+        self.trunks.reload()            # after the shell: registrations need our ports
+        self.shell.flush()
 
     def stopService(self):
+        self.trunks.stop()
         d = super().stopService()
 
         def close(result):

@@ -42,7 +42,7 @@ class ALeg:
     """The caller side: we are UAS."""
 
     __slots__ = ("request", "tx", "source", "tag", "dialog", "reliable", "rseq", "contact",
-                 "pending", "acked", "late_offer", "offered_sdp")
+                 "pending", "acked", "late_offer", "offered_sdp", "queued")
 
     def __init__(self, request: Request, tx, source, tag: str, contact: str, reliable: bool):
         self.request = request
@@ -57,6 +57,7 @@ class ALeg:
         self.acked = False
         self.late_offer = not request.body
         self.offered_sdp = request.body
+        self.queued: list = []            # provisionals waiting for the PRACK of the last one
 
     @property
     def label(self) -> str:
@@ -72,7 +73,7 @@ class BLeg:
 
     __slots__ = ("call_id", "tag", "target", "dest", "invite", "tx", "dialogs", "dialog",
                  "state", "status", "ack", "pending", "contact", "device", "answered_sdp",
-                 "prack_rseq")
+                 "prack_rseq", "trunk", "number", "auth_tries")
 
     def __init__(self, call_id: str, tag: str, target: str, dest, contact: str, device: str = ""):
         self.call_id = call_id
@@ -91,6 +92,9 @@ class BLeg:
         self.pending = None
         self.answered_sdp = b""
         self.prack_rseq = 0
+        self.trunk = None                         # the Trunk when this leg goes to a carrier
+        self.number = ""
+        self.auth_tries = 0
 
     @property
     def label(self) -> str:
@@ -119,7 +123,7 @@ def _best_failure(statuses: list[int]) -> int:
         return four[0]
     five = [s for s in statuses if 500 <= s < 600]
     if five:
-        return 480 if all(s == 503 for s in five) and False else five[0]
+        return five[0]
     return 480
 
 
@@ -148,7 +152,11 @@ class Call:
         self.disposition = ""
         self.timers: list = []
         self.early_sdp_sent = False
-        self.trunk = None
+        self.trunk = None                          # name of the trunk the call uses, if any
+        self.trunk_direction = ""                  # "in" / "out"
+        self.plan: list = []                       # remaining (Trunk, number) to try
+        self.plan_refusals: list[int] = []
+        self.b_sdp = b""
         self.extra_headers: list[tuple[str, str]] = []   # added to every B-leg INVITE
 
     # -- setup ---------------------------------------------------------------------------------
@@ -165,6 +173,84 @@ class Call:
             d.addCallbacks(lambda s: self._send_invites(targets, s),
                            lambda f: self._media_failed(f))
         self.timers.append(self.m.timers.call_at(self.m.now() + ring_time, self._no_answer))
+
+    def ring_trunks(self, plan, ring_time: float) -> None:
+        """Out through carrier trunks: try ``plan`` in order (failover on 5xx, 408, transport)."""
+        self.plan = list(plan)
+        sdp = self.a.request.body
+        d = self.m.media.offer(self.id, self.a.request.from_.tag, sdp, "A") if sdp else None
+
+        def go(sdp_b):
+            self.b_sdp = sdp_b
+            if not self._next_trunk():
+                limits = self.plan_refusals
+                self.fail(403 if limits and all(r == 403 for r in limits) else 503, None,
+                          "no trunk accepted the call")
+        if d is None:
+            go(b"")
+        else:
+            d.addCallbacks(go, self._media_failed)
+        self.timers.append(self.m.timers.call_at(self.m.now() + ring_time, self._no_answer))
+
+    def _next_trunk(self) -> bool:
+        """Place the B leg on the next trunk that accepts the call; False when none is left."""
+        if self.state != "setup":
+            return False
+        trunks = self.m.trunks
+        while self.plan:
+            trunk, number = self.plan.pop(0)
+            refused = trunks.acquire(trunk, "out")
+            if refused:
+                self.plan_refusals.append(refused)
+                self.log.info("call {call_id}: trunk {trunk} refused the call ({status})",
+                              call_id=self.id, trunk=trunk.name, status=refused)
+                continue
+            self.trunk, self.trunk_direction = trunk.name, "out"
+            dest = trunks.destination(trunk)
+            leg = BLeg(self.m.new_call_id(), self.m.core.new_tag(), trunk.request_uri(number),
+                       dest, self.m.core.contact_uri(dest, trunk.account), trunk.name)
+            leg.trunk, leg.number = trunk, number
+            self.b_legs.append(leg)
+            leg.invite = self._b_invite(leg, self.b_sdp)
+            self.m.register_leg(self, leg)
+            leg.tx = self.m.send(leg.invite, dest, self, leg, "invite")
+            self.m.flush()
+            return True
+        return False
+
+    def _trunk_auth(self, leg: BLeg, resp: Response) -> bool:
+        """Answer a carrier's 401/407 once per challenge with the trunk's auth ID."""
+        from mss.sip import digest
+        header = "www-authenticate" if resp.status == 401 else "proxy-authenticate"
+        challenges = []
+        for value in resp.headers.get_lines(header):
+            try:
+                challenges.extend(digest.parse_challenges(value))
+            except digest.DigestError:
+                continue
+        challenge = digest.choose_challenge(challenges)
+        if challenge is None or leg.auth_tries >= 2 or (leg.auth_tries and not challenge.stale):
+            return False
+        leg.auth_tries += 1
+        invite = leg.invite
+        again = Request("INVITE", invite.uri, invite.headers.copy(), invite.body)
+        again.headers.remove("via")
+        again.headers.remove("authorization")
+        again.headers.remove("proxy-authorization")
+        again.headers.set("CSeq", f"{invite.cseq.number + 1} INVITE")
+        trunk = leg.trunk
+        again.headers.add("Authorization" if resp.status == 401 else "Proxy-Authorization",
+                          digest.authorization(challenge, trunk.username, trunk.password, "INVITE",
+                                               str(invite.uri), cnonce=self.m.core.new_tag(),
+                                               nc=1))
+        if invite.body:
+            again.set_body(invite.body, invite.headers.get("content-type"))
+        else:
+            again.headers.set("Content-Length", "0")
+        again.invalidate()
+        leg.invite = again
+        leg.tx = self.m.send(again, leg.dest, self, leg, "invite")
+        return True
 
     def _media_failed(self, failure) -> None:
         self.log.error("media gateway failed for call {call_id}: {error}", call_id=self.id,
@@ -188,22 +274,34 @@ class Call:
         m = self.m
         a = self.a.request
         display = self.caller_display
+        trunk = leg.trunk
+        caller = self.caller
+        if trunk is not None:
+            caller = trunk.from_user or caller
+            display = trunk.from_display or display
         from_disp = f'"{display}" ' if display else ""
-        from_host = m.domain
-        to_user = self.callee
+        from_host = trunk.domain if trunk is not None else m.domain
+        to_uri = leg.target if trunk is not None else f"sip:{self.callee}@{from_host}"
         headers = [
             ["Max-Forwards", str(max(0, (a.max_forwards or 70) - 1))],
-            ["From", f"{from_disp}<sip:{self.caller}@{from_host}>;tag={leg.tag}"],
-            ["To", f"<sip:{to_user}@{from_host}>"],
+            ["From", f"{from_disp}<sip:{caller}@{from_host}>;tag={leg.tag}"],
+            ["To", f"<{to_uri}>"],
             ["Call-ID", leg.call_id],
             ["CSeq", "1 INVITE"],
             ["Contact", f"<{leg.contact}>"],
             ["Allow", m.allow],
-            ["Supported", "100rel"],
         ]
+        prack = trunk.prack if trunk is not None else "supported"
+        if prack != "off":
+            headers.append(["Supported", "100rel"])
+        if prack == "required":
+            headers.append(["Require", "100rel"])
+        if trunk is not None and trunk.identity:
+            name = "P-Asserted-Identity" if trunk.identity == "pai" else "P-Preferred-Identity"
+            headers.append([name, f"{from_disp}<sip:{caller}@{from_host}>"])
         for name, value in self.extra_headers:
             headers.append([name, value])
-        for name in ("privacy", "p-asserted-identity"):
+        for name in ("privacy",) if trunk is not None else ("privacy", "p-asserted-identity"):
             for value in a.headers.get_lines(name):
                 headers.append([name.title(), value])
         from mss.sip.message import Headers
@@ -224,6 +322,9 @@ class Call:
             self._b_provisional(leg, resp)
         elif status < 300:
             self._b_answered(leg, resp)
+        elif status in (401, 407) and leg.trunk is not None and leg.open and \
+                self._trunk_auth(leg, resp):
+            return
         else:
             self._b_failed(leg, status, resp.reason)
 
@@ -236,7 +337,8 @@ class Call:
                 leg.dialogs[tag] = dialog
             leg.state = "early"
             if "100rel" in resp.option_tags("require") and resp.headers.get("rseq"):
-                self._prack(leg, dialog, resp)
+                if not self._prack(leg, dialog, resp):
+                    return                   # a retransmission (or a bad RSeq): seen already
         if self.state != "setup":
             return
         sdp = resp.body if resp.body and not self.early_sdp_sent else b""
@@ -248,24 +350,32 @@ class Call:
         elif resp.status in (180, 181, 182, 183):
             self._a_provisional(resp.status, resp.reason, b"")
 
-    def _prack(self, leg: BLeg, dialog: Dialog, resp: Response) -> None:
-        """RFC 3262 §4: PRACK in the early dialog of that provisional."""
+    def _prack(self, leg: BLeg, dialog: Dialog, resp: Response) -> bool:
+        """RFC 3262 §4: PRACK in the early dialog of that provisional (its To tag, Contact as
+        Request-URI, Record-Route as route set). False for a retransmission, already PRACKed."""
         try:
             rseq = int(resp.headers.get("rseq").strip())
         except ValueError:
-            return
-        if rseq <= leg.prack_rseq:
-            return                                       # a retransmission: already PRACKed
-        leg.prack_rseq = rseq
+            return False
+        last = dialog.prack_rseq
+        if last is not None and rseq <= last:
+            return False                                 # a retransmission: already PRACKed
+        dialog.prack_rseq = rseq
         prack = dialog.request("PRACK")
         prack.headers.add("RAck", f"{rseq} {leg.invite.cseq.number} INVITE")
         prack.headers.add("Content-Length", "0")
         self.m.send(prack, dialog.destination(), self, leg, "prack")
+        return True
 
     def _a_provisional(self, status: int, reason: str, sdp: bytes) -> None:
         if self.state != "setup" or self.a.tx.terminated:
             return
         a = self.a
+        if a.reliable and a.tx.reliable_1xx:
+            # RFC 3262 §3: no second reliable provisional until the first is PRACKed
+            if sdp or not any(q[0] == status and not q[2] for q in a.queued):
+                a.queued.append((status, reason, sdp))
+            return
         resp = make_response(a.request, status, reason, to_tag=a.tag)
         resp.headers.add("Contact", f"<{a.contact}>")
         if sdp:
@@ -292,7 +402,8 @@ class Call:
         leg.dialog = dialog
         leg.state = "answered"
         leg.status = resp.status
-        self.m.register_leg(self, leg)
+        if self.state != "ended":
+            self.m.register_leg(self, leg)
         if self.state != "setup" or self.winner is not None:
             # a late 2xx (another device won, or the caller is gone): ACK and BYE it
             self._ack(leg, b"")
@@ -351,7 +462,14 @@ class Call:
             return
         if any(b.open for b in self.b_legs):
             return                                   # others still ring
+        if leg.trunk is not None and (status >= 500 or status == 408) and status < 600:
+            self.m.trunks.release(leg.trunk.name, "out")
+            self.trunk = None
+            if self._next_trunk():                   # failover to the next trunk of the route
+                return
         failures = [b.status for b in self.b_legs if b.state == "failed"]
+        if not self.b_legs and self.plan_refusals:
+            failures = [403 if all(r == 403 for r in self.plan_refusals) else 503]
         best = _best_failure(failures)
         reason = None
         for b in self.b_legs:
@@ -521,6 +639,9 @@ class Call:
         if len(rack) == 3 and rack[0].isdigit():
             ok = self.m.core.layer.prack_received(self.a.tx, int(rack[0]))
         self._respond(tx, req, 200 if ok else 481, self.a)
+        if ok and self.a.queued and not self.a.tx.reliable_1xx:
+            status, reason, sdp = self.a.queued.pop(0)
+            self._a_provisional(status, reason, sdp)
 
     def _relay_request(self, leg, other, req: Request, tx, body: bytes) -> None:
         if self.state != "answered":

@@ -34,7 +34,7 @@ class CallManager:
     def __init__(self, core, clock, store, directory, bindings, auth, *, domain: str,
                  no_answer_timeout: float = 30, max_duration: float = 0, max_setup: int = 200,
                  retry_after: int = 5, prefer_100rel: bool = False, call_waiting: bool = True,
-                 media=None, wall=None, shell_flush=None):
+                 media=None, wall=None, shell_flush=None, trunks=None):
         self.core = core
         self.clock = clock
         self.store = store
@@ -52,7 +52,8 @@ class CallManager:
         self.timers = core.timers
         self.allow = ALLOW
         self.contact_user = "mss"
-        self.router = Router(directory, bindings)
+        self.trunks = trunks                              # TrunkDispatcher or None
+        self.router = Router(directory, bindings, trunks)
         self._wall = wall or clock.seconds
         self._flush = shell_flush
         self.calls: dict[str, Call] = {}                 # A-leg Call-ID -> call
@@ -101,6 +102,9 @@ class CallManager:
             listener(call, "answered")
 
     def call_ended(self, call: Call) -> None:
+        if call.trunk and self.trunks is not None:
+            self.trunks.release(call.trunk, call.trunk_direction)
+            call.trunk_direction = call.trunk_direction or ""
         if call.answer_time is None:
             self.setting_up -= 1
         elif call.callee_ext:
@@ -198,6 +202,10 @@ class CallManager:
             self.counters["overload"] += 1
             self._answer(tx, request, 503, extra=(("Retry-After", str(self.retry_after)),))
             return
+        trunk = self.trunks.inbound_trunk(source.host) if self.trunks is not None else None
+        if trunk is not None:
+            self._trunk_invite(request, source, tx, trunk)
+            return
         caller = request.from_.uri.number or "anonymous"
         outcome = self.auth.check(request, source.host, now, proxy=True, expected_user=caller)
         if outcome.kind == "drop":
@@ -214,22 +222,48 @@ class CallManager:
         self.start_call(request, source, tx, caller=ext.number, caller_ext=ext.number,
                         display=request.from_.display or ext.name or None, direction="internal")
 
-    def start_call(self, request, source, tx, *, caller, caller_ext, display, direction):
-        """Route an authorised INVITE and ring the callee (also the seam for trunk calls)."""
-        dialled = request.uri.number or ""
-        route = self.router.route(dialled, caller_ext)
+    def _trunk_invite(self, request, source, tx, trunk):
+        """An INVITE from a carrier: no digest; the DID picks the extension; inbound limits."""
+        number = request.uri.number or ""
+        ext = self.trunks.did(number) or self.trunks.did(request.to.uri.number or "")
+        caller = request.from_.uri.number or "anonymous"
+        if ext is None:
+            self.log.info("inbound call on trunk {trunk} to unknown DID {did}", trunk=trunk.name,
+                          did=number)
+            self._answer(tx, request, 404)
+            self._write_rejected(request, caller, number, "inbound", 404, "unknown DID")
+            return
+        refused = self.trunks.acquire(trunk, "in")
+        if refused:
+            self.log.info("inbound call on trunk {trunk} refused by its limit ({status})",
+                          trunk=trunk.name, status=refused)
+            self._answer(tx, request, refused)
+            self._write_rejected(request, caller, number, "inbound", refused, "trunk limit")
+            return
+        call = self.start_call(request, source, tx, caller=caller, caller_ext=None,
+                               display=request.from_.display, direction="inbound",
+                               route=self.router.local(ext), callee=ext, trunk=trunk.name)
+        if call is None:
+            self.trunks.release(trunk.name, "in")
+
+    def start_call(self, request, source, tx, *, caller, caller_ext, display, direction,
+                   route=None, callee=None, trunk=None):
+        """Route an authorised INVITE and ring the callee; returns the Call (None if refused)."""
+        dialled = callee or request.uri.number or ""
+        if route is None:
+            route = self.router.route(dialled, caller_ext)
         if route.status:
             self.counters["rejected"] += 1
             self._answer(tx, request, route.status, route.reason)
             self._write_rejected(request, caller, dialled, direction, route.status, route.reason)
-            return
+            return None
         callee_ext = route.extension
         ext = self.directory(callee_ext) if callee_ext else None
         if ext is not None and callee_ext in self.in_call and \
                 (ext.has(CALL_WAITING_OFF) or not self.call_waiting):
             self._answer(tx, request, 486)
             self._write_rejected(request, caller, dialled, direction, 486, "call waiting off")
-            return
+            return None
         tag = self.core.new_tag()
         tx.to_tag = tag
         reliable = "100rel" in request.option_tags("require") or (
@@ -237,6 +271,8 @@ class CallManager:
         a = ALeg(request, tx, source, tag, self.core.contact_uri(source, self.contact_user), reliable)
         call = Call(self, a, caller=caller, caller_display=display, callee=dialled,
                     callee_ext=callee_ext, direction=direction, caller_ext=caller_ext)
+        if trunk is not None:
+            call.trunk, call.trunk_direction = trunk, "in"
         self.calls[call.id] = call
         self._a_tx[tx] = call
         self.register_leg(call, a)
@@ -244,9 +280,17 @@ class CallManager:
         self.counters["calls"] += 1
         if caller_ext:
             self.in_call[caller_ext] = self.in_call.get(caller_ext, 0) + 1
-        self.log.info("call {call_id}: {caller} -> {callee} ({n} devices)", call_id=call.id,
-                      caller=caller, callee=dialled, n=len(route.targets))
-        call.ring(route.targets, self.no_answer_timeout)
+        if route.trunk_plan:
+            call.direction = "outbound"
+            self.log.info("call {call_id}: {caller} -> {callee} via trunks {trunks}",
+                          call_id=call.id, caller=caller, callee=dialled,
+                          trunks=",".join(t.name for t, _ in route.trunk_plan))
+            call.ring_trunks(route.trunk_plan, self.no_answer_timeout)
+        else:
+            self.log.info("call {call_id}: {caller} -> {callee} ({n} devices)", call_id=call.id,
+                          caller=caller, callee=dialled, n=len(route.targets))
+            call.ring(route.targets, self.no_answer_timeout)
+        return call
 
     def _write_rejected(self, request, caller, callee, direction, status, reason):
         """Refused calls get a CDR too (disposition from the status)."""
