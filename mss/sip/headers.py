@@ -235,15 +235,37 @@ _NAME_ADDR_FAST = re.compile(
     r'<([^<>"\x00-\x20\x7f]+)>((?:;' + _T + r'(?:=' + _T + r')?)*)')
 
 
+# Parsed values are frozen, so equal header texts can share one value: From and To repeat in
+# every message of a dialog, the top Via in every response of a transaction, CSeq across
+# calls. Bounded in entries and in key length (a long value is parsed, not remembered).
+_CACHE_ENTRIES = 4096
+_CACHE_KEY_CHARS = 256
+_NAME_ADDRS: dict = {}
+_VIAS: dict = {}
+_CSEQS: dict = {}
+
+
+def _remember(cache: dict, key: str, value):
+    if len(key) <= _CACHE_KEY_CHARS:
+        if len(cache) >= _CACHE_ENTRIES:
+            cache.clear()
+        cache[key] = value
+    return value
+
+
 def parse_name_addr(value: str) -> NameAddr:
     """Parse one name-addr or addr-spec with its header parameters."""
+    hit = _NAME_ADDRS.get(value)
+    return hit if hit is not None else _remember(_NAME_ADDRS, value, _parse_name_addr(value))
+
+
+def _parse_name_addr(value: str) -> NameAddr:
     text = value.strip(_LWS)
-    m = _NAME_ADDR_FAST.fullmatch(text)
+    m = _NAME_ADDR_FAST.fullmatch(text) if "<" in text else None
     if m is not None:
         quoted, words, uri, params = m.groups()
         if params:
-            params = tuple((name.lower(), val if sep else None) for name, sep, val in
-                           (item.partition("=") for item in params[1:].split(";")))
+            params = _split_simple_params(params)
         return NameAddr(parse_uri(uri), quoted if quoted is not None else words,
                         params or (), raw=text)
     display = None
@@ -345,16 +367,32 @@ def _valid_host(host: str) -> bool:
 
 
 def parse_via(value: str) -> Via:
+    """Parse one via-parm (``SIP/2.0/UDP host:port;params``)."""
+    hit = _VIAS.get(value)
+    return hit if hit is not None else _remember(_VIAS, value, _parse_via_fast(value))
+
+
+def _split_simple_params(text: str) -> tuple:
+    """``;a=b;c`` already checked by a regex: ((name, value or None), ...)."""
+    out = []
+    for item in text[1:].split(";"):
+        name, sep, val = item.partition("=")
+        out.append((name.lower(), val if sep else None))
+    return tuple(out)
+
+
+def _parse_via_fast(value: str) -> Via:
     text = value.strip(_LWS)
     m = _VIA_FAST.fullmatch(text)
     if m is not None:
         transport, host, port, params = m.groups()
         if _valid_host(host) and (port is None or int(port) <= 65535):
             if params:
-                params = tuple((name.lower(), val if sep else None) for name, sep, val in
-                               (item.partition("=") for item in params[1:].split(";")))
-                if not _CHECKED_VIA_PARAMS.isdisjoint(p[0] for p in params):
-                    _check_via_params(params)
+                params = _split_simple_params(params)
+                for name, _ in params:
+                    if name in _CHECKED_VIA_PARAMS:
+                        _check_via_params(params)
+                        break
             return Via(transport, host, None if port is None else int(port), params or (),
                        raw=text)
     return _parse_via(value)
@@ -389,7 +427,7 @@ def _check_via_params(params: tuple) -> None:
             h = pvalue
             if ":" in h and not h.startswith("["):
                 h = f"[{h}]"          # RFC 5118 §4.5: IPv6 received without brackets
-            if not valid_host(h):
+            if not _valid_host(h):
                 raise SIPParseError(f"bad Via received {pvalue!r}")
         elif name == "rport" and pvalue is not None and not (
                 is_digits(pvalue) and len(pvalue) <= 5 and int(pvalue) < 65536):
@@ -397,7 +435,7 @@ def _check_via_params(params: tuple) -> None:
         elif name == "ttl" and not (pvalue and is_digits(pvalue) and len(pvalue) <= 3
                                     and int(pvalue) <= 255):
             raise SIPParseError(f"bad Via ttl {pvalue!r}")
-        elif name == "maddr" and not (pvalue and valid_host(pvalue)):
+        elif name == "maddr" and not (pvalue and _valid_host(pvalue)):
             raise SIPParseError(f"bad Via maddr {pvalue!r}")
 
 
@@ -414,6 +452,11 @@ _CSEQ = re.compile(r"([0-9]{1,10})[ \t]+(" + _T + r")")
 
 
 def parse_cseq(value: str) -> CSeq:
+    hit = _CSEQS.get(value)
+    return hit if hit is not None else _remember(_CSEQS, value, _parse_cseq(value))
+
+
+def _parse_cseq(value: str) -> CSeq:
     m = _CSEQ.fullmatch(value)
     if m is not None:
         number = int(m[1])

@@ -169,9 +169,10 @@ def parse_uri(text: str) -> URI:
     if uri is not None:
         return uri
     uri = _parse_uri(text)
-    if len(_cache) > 4096:
-        _cache.clear()
-    _cache[text] = uri
+    if len(text) <= 256:            # bounded: 4096 entries of at most 256 characters
+        if len(_cache) > 4096:
+            _cache.clear()
+        _cache[text] = uri
     return uri
 
 
