@@ -141,7 +141,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
     "auth": {
         "realm": Key(str, ""),                    # empty: the SIP domain
         "nonce_lifetime": Key(int, 300, _positive),
-        "secret_file": Key(str, "secret.key", path=True),
+        "secret_file": Key(str, "", path=True),      # empty: secret.key next to the store
         "algorithms": Key(list, ["MD5", "SHA-256"]),
     },
     "security": {
@@ -180,12 +180,15 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "port": Key(int, 2222, _port),
         "authorized_keys": Key(str, "", path=True),
         "password_file": Key(str, "", path=True),
-        "host_key": Key(str, "manhole_host_key", path=True),
+        "host_key": Key(str, "", path=True),         # empty: manhole_host_key next to the store
     },
     "metrics": {
         "enabled": Key(bool, False),
         "bind": Key(str, "127.0.0.1", _address),
         "port": Key(int, 9060, _port),
+    },
+    "admin": {
+        "control_socket": Key(str, "", path=True),   # empty: mss.ctl next to the store file
     },
     "shutdown": {
         "grace_period": Key(int, 10, _non_negative),
@@ -244,6 +247,13 @@ def _check(path: str, raw: dict, errors: list[ConfigError]) -> Config:
     if not errors:
         if not config["auth"]["realm"]:
             config["auth"]["realm"] = config["sip"]["domain"]
+        # files the switch creates live next to the store unless placed elsewhere
+        var = os.path.dirname(config["store"]["path"])
+        for section, key, name in (("auth", "secret_file", "secret.key"),
+                                   ("manhole", "host_key", "manhole_host_key"),
+                                   ("admin", "control_socket", "mss.ctl")):
+            if not config[section][key]:
+                config[section][key] = os.path.join(var, name)
         if config["registrar"]["min_expires"] > config["registrar"]["max_expires"]:
             errors.append(ConfigError(path, "registrar.min_expires", "is greater than registrar.max_expires"))
     return config
