@@ -596,6 +596,17 @@ class Call:
         if method == "PRACK" and leg is self.a:
             self._a_prack(req, tx)
             return
+        if leg is not self.a and leg is not self.winner:
+            # a device that lost the race (or an early dialog of one that is still ringing)
+            if method == "BYE":
+                self._respond(tx, req, 200, leg)
+                if leg.state == "answered":
+                    leg.state = "failed"
+                    self.m.forget_leg(leg)
+                return
+            if self.winner is not None or self.state != "setup":
+                self._respond(tx, req, 481, leg)
+                return
         if method == "BYE":
             self._respond(tx, req, 200, leg)
             other = self.other(leg)
@@ -656,6 +667,8 @@ class Call:
                 out.headers.add(name.title(), value)
         if req.method in ("INVITE", "UPDATE"):
             out.headers.add("Allow", self.m.allow)
+        if req.method == "INVITE":
+            out.headers.add("Supported", "100rel")      # every INVITE we send says so
         if body:
             out.set_body(body, req.headers.get("content-type") or "application/sdp")
         else:
@@ -747,7 +760,8 @@ class Call:
     def leg_failed(self, leg, purpose, reason: str) -> None:
         """A transaction we sent on ``leg`` timed out or hit a transport error."""
         if purpose == "invite":
-            self._b_failed(leg, 408 if reason == "timeout" else 503, "")
+            # an unreachable device is "temporarily unavailable" to the caller
+            self._b_failed(leg, 408 if reason == "timeout" else 480, "")
             return
         if purpose == "prack" or purpose == "bye":
             if purpose == "bye":
@@ -762,7 +776,11 @@ class Call:
             # a leg that cannot be reached in a confirmed dialog ends the call (clean teardown)
             self.log.info("call {call_id}: {method} to the {label} leg failed ({reason}); ending",
                           call_id=self.id, method=req.method, label=leg.label, reason=reason)
+            if self.state == "ended":
+                return
             self._bye(from_leg)
+            if reason != "transport":
+                self._bye(leg)
             self.end("answered" if self.answer_time else "failed", f"{leg.label} leg {reason}")
 
     def a_failed(self, reason: str) -> None:
@@ -774,6 +792,8 @@ class Call:
             self.log.info("call {call_id}: caller never acknowledged the answer", call_id=self.id)
             if self.winner is not None:
                 self._bye(self.winner)
+            if reason == "ack-timeout":
+                self._bye(self.a)                   # §13.3.1.4: the UAS core sends BYE
             self.end("failed", "no ACK from caller")
         elif self.state == "setup":
             for leg in self.b_legs:

@@ -121,8 +121,8 @@ class CallManager:
             entry = self._legs.get(leg.key)
             if entry is not None and entry[0] is call:
                 del self._legs[leg.key]
-        if call.disposition in self.counters:
-            self.counters[call.disposition] += 1
+        if call.disposition in self.counters and call.disposition != "answered":
+            self.counters[call.disposition] += 1       # "answered" counts at the answer
         self.log.info("call {call_id} ended: {disposition} ({cause})", call_id=call.id,
                       disposition=call.disposition, cause=call.cause)
         for listener in self.listeners:
@@ -198,6 +198,11 @@ class CallManager:
     # -- new calls ---------------------------------------------------------------------------------
     def _new_invite(self, request, source, tx):
         now = self.now()
+        existing = self.calls.get(request.call_id)
+        if existing is not None and existing.a.request.from_.tag == request.from_.tag:
+            # §8.2.2.2: the same request again by another path (a new branch): merged
+            self._answer(tx, request, 482)
+            return
         if self.setting_up >= self.max_setup:
             self.counters["overload"] += 1
             self._answer(tx, request, 503, extra=(("Retry-After", str(self.retry_after)),))

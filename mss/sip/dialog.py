@@ -31,6 +31,7 @@ class Dialog:
     flow: Address                   # where requests go when the route set is empty
     contact: str                    # our Contact URI in this dialog
     early: bool = True
+    prack_rseq: int | None = None   # RSeq of the last reliable provisional we PRACKed (RFC 3262)
 
     @property
     def id(self) -> tuple:
