@@ -1,0 +1,129 @@
+# -*- test-case-name: tests.registrar.test_bindings -*-
+"""Tests for mss.registrar.bindings: the location service, its expiry timers, the multi-device
+rule and write-through to the store."""
+from __future__ import annotations
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from mss.registrar.bindings import BindingTable
+from mss.sip.address import Address
+from mss.sip.timers import TimerHeap
+from mss.store.interface import Binding
+from mss.store.sqlite import SQLiteStore
+
+
+def binding(aor="1001", n=1, at=100.0, expires=3600.0, transport="udp", call_id="c"):
+    contact = f"sip:{aor}@192.0.2.{n}:5060"
+    return Binding(aor=aor, key=contact, contact=contact, expires_at=at + expires, call_id=call_id,
+                   cseq=1, transport=transport, source_host=f"192.0.2.{n}", source_port=5060,
+                   registered_at=at)
+
+
+class BindingTableTests(SynchronousTestCase):
+    def setUp(self):
+        self.store = SQLiteStore(":memory:")
+        self.addCleanup(self.store.close)
+        self.timers = TimerHeap()
+        self.table = BindingTable(self.store, self.timers, max_devices=3)
+        self.changes = []
+        self.table.listeners.append(self.changes.append)
+
+    def stored(self):
+        return sorted(b.contact for b in self.store.list_bindings(0))
+
+    def test_put_get_write_through(self):
+        b = binding()
+        self.assertEqual(self.table.put(b), [])
+        self.assertEqual(self.table.get("1001"), [b])
+        self.assertEqual(self.stored(), [b.contact])
+        self.assertEqual(len(self.table), 1)
+        self.assertEqual(self.table.aors(), ["1001"])
+        self.assertEqual(self.changes, ["1001"])
+
+    def test_refresh_keeps_first_registration_time(self):
+        self.table.put(binding(at=100))
+        self.table.put(binding(at=500))
+        (b,) = self.table.get("1001")
+        self.assertEqual((b.registered_at, b.expires_at), (100, 500 + 3600))
+
+    def test_single_device_newest_wins(self):
+        self.table.put(binding(n=1, at=100))
+        dropped = self.table.put(binding(n=2, at=200))
+        self.assertEqual([b.contact for b in dropped], ["sip:1001@192.0.2.1:5060"])
+        self.assertEqual([b.contact for b in self.table.get("1001")], ["sip:1001@192.0.2.2:5060"])
+        self.assertEqual(self.stored(), ["sip:1001@192.0.2.2:5060"])
+
+    def test_multi_device_limit_drops_oldest(self):
+        for n in range(1, 5):
+            self.table.put(binding(n=n, at=100 * n), multi_device=True)
+        self.assertEqual(sorted(b.contact for b in self.table.get("1001")),
+                         [f"sip:1001@192.0.2.{n}:5060" for n in (2, 3, 4)])
+        self.assertEqual(len(self.stored()), 3)
+
+    def test_just_registered_stays_even_if_clock_says_older(self):
+        """The device registering now is kept, even with a registered_at older than others."""
+        self.table.put(binding(n=1, at=500))
+        self.table.put(binding(n=2, at=100))
+        self.assertEqual([b.contact for b in self.table.get("1001")], ["sip:1001@192.0.2.2:5060"])
+
+    def test_enforce_when_permission_removed(self):
+        for n in range(1, 4):
+            self.table.put(binding(n=n, at=100 * n), multi_device=True)
+        dropped = self.table.enforce("1001", multi_device=False)
+        self.assertEqual(len(dropped), 2)
+        self.assertEqual([b.contact for b in self.table.get("1001")], ["sip:1001@192.0.2.3:5060"])
+        self.assertEqual(self.stored(), ["sip:1001@192.0.2.3:5060"])
+        self.assertEqual(self.table.enforce("1001", multi_device=False), [])
+
+    def test_expiry_timer(self):
+        self.table.put(binding(at=100, expires=60))
+        self.assertEqual(self.timers.next_deadline(), 160)
+        self.timers.run_due(159)
+        self.assertEqual(len(self.table), 1)
+        self.timers.run_due(160)
+        self.assertEqual(len(self.table), 0)
+        self.assertEqual(self.stored(), [])
+        self.assertEqual(self.table.aors(), [])
+
+    def test_refresh_rearms_timer(self):
+        self.table.put(binding(at=100, expires=60))
+        self.table.put(binding(at=150, expires=60))
+        self.timers.run_due(170)
+        self.assertEqual(len(self.table), 1)
+        self.assertEqual(self.timers.next_deadline(), 210)
+
+    def test_remove_cancels_timer(self):
+        self.table.put(binding())
+        self.table.remove("1001", "sip:1001@192.0.2.1:5060")
+        self.assertIsNone(self.timers.next_deadline())
+        self.assertEqual(self.stored(), [])
+        self.table.remove("1001", "nothing")                    # harmless
+
+    def test_remove_all(self):
+        self.table.put(binding(n=1), multi_device=True)
+        self.table.put(binding(n=2), multi_device=True)
+        self.table.put(binding(aor="1002"))
+        self.table.remove_all("1001")
+        self.assertEqual(self.table.get("1001"), [])
+        self.assertEqual(self.table.aors(), ["1002"])
+        self.assertEqual(len(self.stored()), 1)
+
+    def test_load_prunes_expired_and_arms_timers(self):
+        self.table.put(binding(n=1, at=100, expires=1000), multi_device=True)
+        self.table.put(binding(n=2, at=100, expires=50), multi_device=True)
+        fresh = BindingTable(self.store, TimerHeap())
+        self.assertEqual(fresh.load(now=500), 1)
+        self.assertEqual([b.contact for b in fresh.get("1001")], ["sip:1001@192.0.2.1:5060"])
+        self.assertEqual(fresh.timers.next_deadline(), 1100)
+        self.assertEqual(self.stored(), ["sip:1001@192.0.2.1:5060"])
+
+    def test_address_of_keeps_tcp_connection(self):
+        conn = object()
+        b = binding(transport="tcp")
+        self.table.put(b, connection=conn)
+        address = self.table.address_of(b)
+        self.assertEqual(address, Address("tcp", "192.0.2.1", 5060))
+        self.assertIs(address.connection, conn)
+        # a refresh over UDP forgets the connection
+        self.table.put(binding(at=200))
+        self.assertIsNone(self.table.address_of(b).connection)
