@@ -1,0 +1,508 @@
+# -*- test-case-name: tests.admin.test_operations -*-
+"""Operations on the running switch: what the manhole, the control socket and metrics share.
+
+``Operations`` reads the live state of a ``mss.tap.Switch`` into plain rows (calls,
+registrations, trunks, services) and carries out the few operator actions (hang up a call,
+switch the SIP trace per extension or per trunk, reload the services). It holds no I/O:
+the manhole prints its rows as tables, the control socket sends them as JSON.
+
+``OperationsService(switch)`` is the Twisted side, added last to the switch so it starts
+after everything it looks at:
+
+- the control socket (always; ``[admin] control_socket``, default ``mss.ctl`` beside the
+  store), the manhole (``[manhole] enabled``) and the metrics endpoint (``[metrics] enabled``);
+- SIGHUP reloads the services (the previous handler is put back on stop);
+- ``drain()`` is the graceful shutdown: stop accepting new calls, wait up to ``[shutdown]
+  grace_period`` seconds for calls to end, then end the rest with BYE and give the BYE
+  transactions a moment to complete. CDRs and bindings are written synchronously by the call
+  core and the registrar, so once the calls have ended everything is on disk.
+
+Parts that other work adds to the switch (``switch.trunks``, ``switch.media``,
+``switch.services``) are looked up with ``getattr`` and shown when present.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+from twisted.application import service
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from mss.sip.errors import SIPParseError
+from mss.trunk.model import TrunkError, parse_proxy
+
+
+def control_socket_path(settings) -> str:
+    """``[admin] control_socket`` when configured, else ``mss.ctl`` beside the store file."""
+    admin = settings.get("admin") or {}
+    path = admin.get("control_socket") if isinstance(admin, dict) else None
+    if path:
+        return path
+    store = settings["store"]["path"]
+    return os.path.join(os.path.dirname(os.path.abspath(store)), "mss.ctl")
+
+
+# -- SIP trace selection -----------------------------------------------------------------------
+
+def _uri_parts(msg):
+    """(number, host) of Request-URI, From, To; a header that does not parse is skipped."""
+    out = []
+    uri = getattr(msg, "uri", None)
+    if uri is not None:
+        out.append((uri.number, uri.host))
+    for name in ("from_", "to"):
+        try:
+            addr = getattr(msg, name)
+        except (SIPParseError, ValueError):
+            continue
+        if addr is not None:
+            out.append((addr.uri.number, addr.uri.host))
+    return out
+
+
+class TraceSelection:
+    """Which SIP messages the core logs: everything, or those of some extensions and trunks.
+
+    An extension matches when it is the user part of the Request-URI, From or To. A trunk
+    matches when its domain or its proxy host is the host of one of those, or of the top Via
+    (requests the carrier sends us).
+    """
+
+    def __init__(self):
+        self.everything = False
+        self.extensions: set[str] = set()
+        self.trunks: dict[str, frozenset[str]] = {}
+
+    @property
+    def active(self) -> bool:
+        return self.everything or bool(self.extensions) or bool(self.trunks)
+
+    def describe(self) -> dict:
+        return {"on": self.active, "all": self.everything, "extensions": sorted(self.extensions),
+                "trunks": sorted(self.trunks)}
+
+    def __call__(self, msg) -> bool:
+        if self.everything:
+            return True
+        hosts = self._hosts()
+        for number, host in _uri_parts(msg):
+            if number is not None and number in self.extensions:
+                return True
+            if host and host.lower() in hosts:
+                return True
+        if hosts:
+            try:
+                via = msg.top_via
+            except (SIPParseError, ValueError):
+                via = None
+            if via is not None and via.host.strip("[]").lower() in hosts:
+                return True
+        return False
+
+    def _hosts(self) -> frozenset[str]:
+        if not self.trunks:
+            return frozenset()
+        return frozenset().union(*self.trunks.values())
+
+
+class OperationError(Exception):
+    """An operator request that cannot be carried out; the message says why."""
+
+
+def _trunk_hosts(trunk) -> frozenset[str]:
+    hosts = set()
+    domain = getattr(trunk, "domain", "") or ""
+    if domain:
+        hosts.add(domain.lower())
+    proxy = getattr(trunk, "proxy", "") or ""
+    if proxy:
+        try:
+            hosts.add(parse_proxy(proxy)[0].lower())
+        except TrunkError:
+            pass
+    return frozenset(hosts)
+
+
+def _age(now: float, since) -> str:
+    if since is None:
+        return "-"
+    seconds = max(0, int(now - since))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+class Operations:
+    """Live state as rows and the operator actions, over one running ``Switch``."""
+
+    log = Logger()
+
+    def __init__(self, switch, wall=time.time):
+        self.switch = switch
+        self.wall = wall
+        self.trace_selection = TraceSelection()
+
+    # -- reading -----------------------------------------------------------------------------
+    def calls(self) -> list[dict]:
+        """The live calls, oldest first."""
+        now = self.wall()
+        manager = self.switch.calls
+        rows = []
+        for call in sorted(manager.calls.values(), key=lambda c: c.start_time):
+            winner = call.winner
+            trunk = getattr(call.trunk, "name", call.trunk) or ""
+            rows.append({
+                "call_id": call.id, "caller": call.caller or "", "callee": call.callee or "",
+                "state": call.state, "direction": call.direction, "trunk": trunk,
+                "start": call.start_time, "answer": call.answer_time,
+                "duration": round(now - call.start_time, 1),
+                "talking": round(now - call.answer_time, 1) if call.answer_time else None,
+                "legs": len(call.b_legs),
+                "device": (winner.device or winner.target) if winner is not None else "",
+            })
+        return rows
+
+    def registrations(self) -> list[dict]:
+        now = self.wall()
+        table = self.switch.bindings
+        rows = []
+        for aor in sorted(table.aors()):
+            for b in table.get(aor):
+                rows.append({"extension": b.aor, "contact": b.contact,
+                             "source": f"{b.transport}:{b.source_host}:{b.source_port}",
+                             "expires": int(b.expires_at - now), "user_agent": b.user_agent})
+        return rows
+
+    def trunks(self) -> list[dict]:
+        """Provisioned trunks with their registration state and live calls per direction."""
+        active: dict[str, dict[str, int]] = {}
+        for call in self.switch.calls.calls.values():
+            name = getattr(call.trunk, "name", call.trunk)
+            if name:
+                per = active.setdefault(name, {})
+                per[call.direction] = per.get(call.direction, 0) + 1
+        trunks = getattr(self.switch, "trunks", None)
+        store = self.switch.store
+        status = {}
+        rows = []
+        if trunks is not None and hasattr(trunks, "status"):
+            for row in trunks.status():
+                row = dict(row)
+                row.setdefault("calls", active.get(row.get("name"), {}))
+                rows.append(row)
+            return rows
+        if hasattr(store, "list_trunk_status"):
+            try:
+                status = store.list_trunk_status() or {}
+            except Exception:
+                self.log.failure("cannot read the trunk status from the store")
+        if hasattr(store, "list_trunks"):
+            for trunk in store.list_trunks():
+                st = status.get(trunk.name)
+                state = getattr(st, "state", None) or (st.get("state") if isinstance(st, dict)
+                                                       else None) or "unknown"
+                rows.append({"name": trunk.name, "domain": trunk.domain,
+                             "proxy": getattr(trunk, "proxy", "") or trunk.domain,
+                             "state": state, "calls": active.get(trunk.name, {})})
+        return rows
+
+    def services(self) -> list[dict]:
+        engine = getattr(self.switch, "services", None)
+        if engine is None:
+            return []
+        if hasattr(engine, "status"):
+            return list(engine.status())
+        return [{"name": name} for name in getattr(engine, "services", ())]
+
+    def summary(self) -> dict:
+        manager = self.switch.calls
+        return {"calls": len(manager.calls),
+                "answered": sum(1 for c in manager.calls.values() if c.state == "answered"),
+                "registrations": sum(len(self.switch.bindings.get(a))
+                                     for a in self.switch.bindings.aors()),
+                "accepting": getattr(manager, "accepting", True),
+                "trace": self.trace_selection.describe()}
+
+    # -- acting ------------------------------------------------------------------------------
+    def hangup(self, call_id: str, by: str = "operator") -> dict:
+        call = self.switch.calls.calls.get(call_id)
+        if call is None:
+            raise OperationError(f"no live call {call_id!r}")
+        self.log.info("call {call_id} hung up by the {by}", call_id=call_id, by=by)
+        call.hangup(by)
+        self._flush()
+        return {"call_id": call_id, "state": call.state}
+
+    def trace(self, on: bool, extension: str | None = None, trunk: str | None = None) -> dict:
+        """Switch the SIP trace: all messages, or add/remove one extension or trunk."""
+        sel = self.trace_selection
+        if extension is not None and trunk is not None:
+            raise OperationError("trace one extension or one trunk at a time")
+        if extension is not None:
+            extension = str(extension).strip()
+            if not extension:
+                raise OperationError("empty extension")
+            (sel.extensions.add if on else sel.extensions.discard)(extension)
+        elif trunk is not None:
+            if on:
+                hosts = self._find_trunk_hosts(trunk)
+                sel.trunks[trunk] = hosts
+            else:
+                sel.trunks.pop(trunk, None)
+        else:
+            sel.everything = on
+            if not on:
+                sel.extensions.clear()
+                sel.trunks.clear()
+        core = self.switch.core
+        core.trace = sel.active
+        core.trace_filter = sel if sel.active and not sel.everything else None
+        state = sel.describe()
+        self.log.info("SIP trace now {state}", state=state)
+        return state
+
+    def _find_trunk_hosts(self, name: str) -> frozenset[str]:
+        trunk = None
+        trunks = getattr(self.switch, "trunks", None)
+        if trunks is not None and hasattr(trunks, "get"):
+            trunk = trunks.get(name)
+            trunk = getattr(trunk, "trunk", trunk)          # a runtime object holding the model
+        if trunk is None and hasattr(self.switch.store, "get_trunk"):
+            trunk = self.switch.store.get_trunk(name)
+        if trunk is None:
+            raise OperationError(f"no trunk {name!r}")
+        hosts = _trunk_hosts(trunk)
+        if not hosts:
+            raise OperationError(f"trunk {name!r} has no domain or proxy to match")
+        return hosts
+
+    def reload_services(self) -> dict:
+        engine = getattr(self.switch, "services", None)
+        if engine is None or not hasattr(engine, "reload"):
+            raise OperationError("this switch runs no service engine")
+        report = engine.reload()
+        if hasattr(engine, "publish_status"):
+            try:
+                engine.publish_status()
+            except Exception:
+                self.log.failure("cannot publish the service status")
+        result = report.as_dict() if hasattr(report, "as_dict") else dict(report or {})
+        self.log.info("services reloaded: {report}", report=result)
+        return result
+
+    def _flush(self) -> None:
+        shell = getattr(self.switch, "shell", None)
+        if shell is not None:
+            shell.flush()
+
+    # -- tables for people -------------------------------------------------------------------
+    def calls_table(self) -> "Table":
+        now = self.wall()
+        rows = [(r["call_id"], r["caller"], r["callee"], r["state"], r["direction"],
+                 r["trunk"] or "-", _age(now, r["start"]), _age(now, r["answer"]),
+                 r["device"] or "-") for r in self.calls()]
+        return Table(("CALL-ID", "FROM", "TO", "STATE", "DIRECTION", "TRUNK", "AGE", "TALKING",
+                      "DEVICE"), rows, empty="no live calls")
+
+    def registrations_table(self) -> "Table":
+        rows = [(r["extension"], r["contact"], r["source"], r["expires"], r["user_agent"] or "-")
+                for r in self.registrations()]
+        return Table(("EXTENSION", "CONTACT", "SOURCE", "EXPIRES", "USER-AGENT"), rows,
+                     empty="no registrations")
+
+    def trunks_table(self) -> "Table":
+        rows = []
+        for r in self.trunks():
+            calls = r.get("calls") or {}
+            rows.append((r.get("name", "?"), r.get("domain", ""), r.get("proxy", ""),
+                         r.get("state", "unknown"),
+                         " ".join(f"{d}={n}" for d, n in sorted(calls.items())) or "-"))
+        return Table(("TRUNK", "DOMAIN", "PROXY", "STATE", "CALLS"), rows, empty="no trunks")
+
+    def services_table(self) -> "Table":
+        rows = [(s.get("name", "?"), s.get("state", "-"), s.get("priority", "-"),
+                 ",".join(s.get("hooks", ())) or "-", s.get("calls", "-"), s.get("faults", "-"),
+                 s.get("last_error") or "-") for s in self.services()]
+        empty = "no services" if getattr(self.switch, "services", None) is not None \
+            else "no service engine in this switch"
+        return Table(("SERVICE", "STATE", "PRIORITY", "HOOKS", "CALLS", "FAULTS", "LAST ERROR"),
+                     rows, empty=empty)
+
+
+class Table:
+    """Rows that show as an aligned text table at the manhole prompt (``repr``) or in print."""
+
+    def __init__(self, headers, rows, empty: str = "(none)"):
+        self.headers = tuple(headers)
+        self.rows = [tuple(r) for r in rows]
+        self.empty = empty
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __iter__(self):
+        return iter(self.rows)
+
+    def __str__(self) -> str:
+        if not self.rows:
+            return self.empty
+        from mss.admin.cli import format_table
+        return format_table(self.headers, self.rows).rstrip("\n")
+
+    __repr__ = __str__
+
+
+class Text(str):
+    """A message shown without quotes at the manhole prompt."""
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
+# -- the service -----------------------------------------------------------------------------------
+
+class OperationsService(service.MultiService):
+    """Control socket, manhole, metrics, SIGHUP reload and graceful drain for one switch."""
+
+    log = Logger()
+
+    def __init__(self, switch, reactor=None, install_signals: bool = True):
+        super().__init__()
+        if reactor is None:
+            reactor = switch.reactor
+        self.switch = switch
+        self.reactor = reactor
+        self.operations = Operations(switch)
+        self.install_signals = install_signals
+        self.grace_period = switch.settings["shutdown"]["grace_period"]
+        self._previous_hup = None
+        self._drain: defer.Deferred | None = None
+        self._drained = False
+        self._timer = None
+        self._waiters: list[defer.Deferred] = []
+        self.metrics = None
+        self.manhole = None
+
+        from mss.admin.control import ControlService
+        self.control = ControlService(self.operations, control_socket_path(switch.settings),
+                                      reactor)
+        self.control.setServiceParent(self)
+        if switch.settings["metrics"]["enabled"]:
+            from mss.admin.metrics import MetricsService
+            self.metrics = MetricsService(switch, switch.settings["metrics"], reactor)
+            self.metrics.setServiceParent(self)
+        if switch.settings["manhole"]["enabled"]:
+            from mss.admin.manhole import ManholeService, namespace
+            self.manhole = ManholeService(namespace(switch, self.operations),
+                                          switch.settings["manhole"], reactor)
+            self.manhole.setServiceParent(self)
+
+    # -- start/stop ----------------------------------------------------------------------------
+    def startService(self):
+        super().startService()
+        if self.install_signals and hasattr(signal, "SIGHUP"):
+            try:
+                self._previous_hup = signal.signal(signal.SIGHUP, self._sighup)
+            except ValueError:          # not the main thread (embedded): no signal handling
+                self._previous_hup = None
+
+    def stopService(self):
+        if self._previous_hup is not None:
+            try:
+                signal.signal(signal.SIGHUP, self._previous_hup)
+            except ValueError:
+                pass
+            self._previous_hup = None
+        d = self.drain()
+        d.addBoth(lambda _: service.MultiService.stopService(self))
+        return d
+
+    def _sighup(self, signum, frame):
+        # a signal handler may run between any two bytecodes: do the work on the reactor's turn
+        self.reactor.callFromThread(self._reload_on_signal)
+
+    def _reload_on_signal(self):
+        try:
+            report = self.operations.reload_services()
+        except OperationError as e:
+            self.log.warn("SIGHUP: {why}", why=str(e))
+            return
+        except Exception:
+            self.log.failure("SIGHUP: reloading the services failed")
+            return
+        self.log.info("SIGHUP: services reloaded ({report})", report=report)
+
+    # -- graceful shutdown ---------------------------------------------------------------------
+    def drain(self) -> defer.Deferred:
+        """Stop taking calls; let live calls end within the grace period, then BYE the rest.
+
+        Fires once every call has ended (so every CDR is written). Safe to call twice: the
+        second caller waits for the same end.
+        """
+        if self._drained:
+            return defer.succeed(None)
+        d = defer.Deferred()
+        if self._drain is not None:
+            self._waiters.append(d)
+            return d
+        self._drain = d
+        manager = self.switch.calls
+        manager.accepting = False
+        live = len(manager.calls)
+        if not live:
+            self.log.info("shutting down: no live calls")
+            self._finish()
+            return d
+        self.log.info("shutting down: {count} live calls, waiting up to {grace} s for them to end",
+                      count=live, grace=self.grace_period)
+        manager.listeners.append(self._call_event)
+        self._timer = self.reactor.callLater(self.grace_period, self._grace_over)
+        return d
+
+    def _call_event(self, call, event):
+        if event == "ended" and not self.switch.calls.calls and self._timer is not None:
+            if self._timer.active():
+                self._timer.cancel()
+            self._timer = None
+            self.reactor.callLater(0, self._linger)
+
+    def _grace_over(self):
+        self._timer = None
+        manager = self.switch.calls
+        calls = list(manager.calls.values())
+        self.log.info("grace period over: ending {count} calls", count=len(calls))
+        for call in calls:
+            try:
+                call.hangup("shutdown")
+            except Exception:
+                self.log.failure("ending call {call_id} at shutdown failed", call_id=call.id)
+        self.operations._flush()
+        self._linger()
+
+    def _linger(self, waited: float = 0.0):
+        """Give BYE transactions (and their retransmissions) a few T1s to be answered."""
+        pending = _pending_byes(self.switch.core.layer)
+        limit = 8 * self.switch.core.t1
+        if pending and waited < limit:
+            step = self.switch.core.t1 / 2
+            self.reactor.callLater(step, self._linger, waited + step)
+            return
+        self._finish()
+
+    def _finish(self):
+        manager = self.switch.calls
+        if self._call_event in manager.listeners:
+            manager.listeners.remove(self._call_event)
+        self.log.info("all calls ended")
+        self._drained = True
+        d, waiters, self._waiters = self._drain, self._waiters, []
+        d.callback(None)
+        for w in waiters:
+            w.callback(None)
+
+
+def _pending_byes(layer) -> int:
+    """BYE client transactions still waiting for their answer."""
+    from mss.sip.transaction import PROCEEDING, TRYING
+    return sum(1 for tx in list(getattr(layer, "_client", {}).values())
+               if getattr(tx, "method", "") == "BYE" and tx.state in (TRYING, PROCEEDING))
