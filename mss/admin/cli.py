@@ -54,6 +54,7 @@ COMMAND_MODULES = [
     "mss.admin.cmd_registrations",
     "mss.admin.cmd_bans",
     "mss.admin.cmd_config",
+    "mss.admin.cmd_cdr",
     "mss.admin.cmd_trunk",
 ]
 
