@@ -133,8 +133,8 @@ class TrunkRegistration:
                 "+8675512345678@{domain}) instead of the account; retrying in {retry}s",
                 trunk=self.trunk.name, reason=response.reason, domain=self.trunk.domain,
                 retry=int(REJECTED_RETRY))
-            self._record()
             self._schedule(REJECTED_RETRY)
+            self._record()
         else:
             self._failed("failed", f"{status} {response.reason}")
 
@@ -157,14 +157,15 @@ class TrunkRegistration:
         if challenge is None:
             self._failed("failed", f"{status} with no usable digest challenge")
             return
-        if self._answered_nonce == challenge.nonce and not challenge.stale and self._last_had_auth():
-            # our answer to this very challenge was refused: the credentials are wrong
+        if not challenge.stale and self._last_had_auth():
+            # our answer was refused (many registrars send a fresh nonce with every 401, so
+            # the nonce is not compared): the credentials are wrong; answering again would loop
             self.state = "rejected"
             self.log.warn("trunk {trunk}: credentials refused ({status}); check the password "
                           "and whether the auth ID must be the full URI", trunk=self.trunk.name,
                           status=status)
-            self._record()
             self._schedule(REJECTED_RETRY)
+            self._record()
             return
         self._send(challenge, "Authorization" if status == 401 else "Proxy-Authorization")
 
