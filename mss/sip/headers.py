@@ -238,7 +238,7 @@ _NAME_ADDR_FAST = re.compile(
 # Parsed values are frozen, so equal header texts can share one value: From and To repeat in
 # every message of a dialog, the top Via in every response of a transaction, CSeq across
 # calls. Bounded in entries and in key length (a long value is parsed, not remembered).
-_CACHE_ENTRIES = 4096
+_CACHE_ENTRIES = 1024
 _CACHE_KEY_CHARS = 256
 _NAME_ADDRS: dict = {}
 _VIAS: dict = {}
