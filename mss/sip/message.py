@@ -11,11 +11,27 @@ Max-Forwards, Content-Length) are validated at parse time, so that a message tha
 ``parse`` can be answered; other headers are parsed on demand.
 
 Errors are ``SIPParseError`` with the status code to answer (400, 505, 513, ...). When the
-message was a request complete enough to answer (Via, From, To, Call-ID, CSeq parsed), the
-error carries it as ``partial`` so the core can send that answer; otherwise the core drops it.
+message is a request whose top Via parses (so a response can be routed, §18.2.2), the error
+carries it as ``partial`` and the core answers it with ``make_response(partial, status,
+error.phrase)``, which copies Via, From, To, Call-ID and CSeq as received; otherwise (a
+response, or no usable Via) the core drops it. RFC 4475 asks for that answer even when From,
+To, CSeq or the Request-Line are what is broken.
 
-Bytes after the body (more than Content-Length announces) in a datagram are ignored (§18.3);
-fewer bytes than announced is an error for a datagram (400) and "need more" for a stream.
+Framing (§18.3): bytes after the body (more than Content-Length announces) in a datagram are
+ignored; fewer bytes than announced is an error for a datagram (400) and ``Incomplete`` for a
+stream, where Content-Length is required. CRLF keep-alives before a message are skipped (§7.5,
+RFC 5626 §3.5.1). On a stream, any ``SIPParseError`` means the framing is lost: answer the
+partial request if there is one, then close the connection.
+
+Serialization: an untouched parsed message gives back its header block byte for byte (folding,
+spacing, compact names), after a start line rebuilt from its fields; a message whose headers
+were changed through ``Headers`` methods is written one ``Name: value`` line per header, in
+order. Content-Length always matches the body.
+
+Values a server acts on are checked strictly (RFC 3261 ABNF, RFC 4475, RFC 5118): bare control
+characters, duplicate single-value headers or tags, Unicode digits, headers in the
+Request-URI, etc. are answered 400. ``check_request`` adds the UAS checks of §8.2 (405/501,
+416, 420, 415, 406, 483) for the core to apply to requests it handles.
 """
 # -*- test-case-name: tests.sip.test_message -*-
 from __future__ import annotations
@@ -52,7 +68,11 @@ REASONS = {
 
 
 class Headers:
-    """Ordered header lines ``[name, value]`` with a lookup index by canonical name."""
+    """Ordered header lines ``[name, value]`` with a lookup index by canonical name.
+
+    Change lines only through the methods (add, insert_before, set, remove, ...): they keep
+    the index right and drop the received header block, so that ``to_bytes`` writes the
+    change. Lines seen through iteration are read-only."""
 
     __slots__ = ("_items", "_index", "_raw")
 
