@@ -94,9 +94,10 @@ class TrunkStoreMixin:
             return cur.lastrowid
 
     def list_routes(self) -> list[OutboundRoute]:
-        """In match order: the longest prefix first, then the order they were added."""
+        """In match order: the longest prefix first, a route with a length before one without
+        (the more specific rule), then the order they were added."""
         rows = self._read("SELECT id, prefix, length, strip, prepend, trunks, extensions"
-                          " FROM routes ORDER BY length(prefix) DESC, id")
+                          " FROM routes ORDER BY length(prefix) DESC, length IS NULL, id")
         return [OutboundRoute(id=r[0], prefix=r[1], length=r[2], strip=r[3], prepend=r[4],
                               trunks=tuple(json.loads(r[5])), extensions=tuple(json.loads(r[6])))
                 for r in rows]

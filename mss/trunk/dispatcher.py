@@ -21,6 +21,9 @@ from mss.trunk.model import parse_proxy
 from mss.trunk.registration import TrunkRegistration
 
 
+_VISUAL = str.maketrans("", "", "-.()")
+
+
 def resolve_host(host: str) -> str:
     """An address for ``host`` (IP literals unchanged). Blocking: only at provisioning time."""
     try:
@@ -86,17 +89,23 @@ class TrunkDispatcher:
                 return trunk
         return None
 
-    def did(self, number: str) -> str | None:
-        if number is None:
+    def did(self, number: str | None) -> str | None:
+        """The extension for a called number, as the carrier sent it: tel: visual separators
+        (RFC 3966 §5.1.1) are ignored, and a DID matches with or without its leading +."""
+        if not number:
             return None
         ext = self.dids.get(number)
-        if ext is None and number.startswith("+"):
-            ext = self.dids.get(number[1:])
-        return ext
+        if ext is not None:
+            return ext
+        number = number.translate(_VISUAL)
+        if number.startswith("+"):
+            return self.dids.get(number) or self.dids.get(number[1:])
+        return self.dids.get(number) or self.dids.get("+" + number)
 
     # -- outbound ------------------------------------------------------------------------------
     def outbound(self, number: str, caller_ext: str | None) -> list[tuple]:
-        """[(trunk, number to send), ...] from the first matching route; [] when none matches."""
+        """[(trunk, number to send), ...] from the first matching route with a usable trunk
+        (routes come from the store longest prefix first); [] when none matches."""
         for route in self.routes:
             if route.matches(number, caller_ext):
                 out = []
@@ -104,7 +113,9 @@ class TrunkDispatcher:
                     trunk = self.trunks.get(name)
                     if trunk is not None:
                         out.append((trunk, route.translate(number)))
-                return out
+                if out:
+                    return out
+                # every trunk of this route is disabled or gone: a later route may serve
         return []
 
     # -- limits --------------------------------------------------------------------------------

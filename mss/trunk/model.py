@@ -36,12 +36,19 @@ def parse_proxy(text: str) -> tuple[str, int, str]:
             transport = value.strip().lower()
     if transport not in ("udp", "tcp"):
         raise TrunkError(f"proxy transport must be udp or tcp, not {transport!r}")
+    hostport = hostport.strip()
     host, port = hostport, 5060
     if hostport.startswith("["):
         end = hostport.find("]")
+        if end < 0:
+            raise TrunkError(f"bad proxy {text!r}: unclosed [")
         host, rest = hostport[1:end], hostport[end + 1:]
         if rest.startswith(":"):
             port = rest[1:]
+        elif rest:
+            raise TrunkError(f"bad proxy {text!r}")
+    elif hostport.count(":") > 1:
+        pass                                   # a bare IPv6 address: no port can follow
     elif ":" in hostport:
         host, port = hostport.rsplit(":", 1)
     try:
