@@ -75,7 +75,7 @@ def pretty(name: str) -> str:
 
 
 def is_token(text: str) -> bool:
-    return _TOKEN.match(text) is not None
+    return _TOKEN.fullmatch(text) is not None
 
 
 def split_values(value: str) -> list[str]:

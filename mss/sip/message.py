@@ -67,6 +67,19 @@ REASONS = {
 }
 
 
+def _line(name: str, value: str) -> tuple[str, str]:
+    """A header line we write: a token name (all-lower-case names spelled canonically, "via"
+    -> "Via"), a value on one line (CR/LF from a service or a copied value become SP, so
+    nothing can be injected into the message)."""
+    if not _HEADER_NAME.fullmatch(name):
+        raise ValueError(f"bad header name {name!r}")
+    if name.islower():
+        name = pretty(name)
+    if "\r" in value or "\n" in value:
+        value = " ".join(value.splitlines())
+    return name, value
+
+
 class Headers:
     """Ordered header lines ``[name, value]`` with a lookup index by canonical name.
 
@@ -130,8 +143,7 @@ class Headers:
     def add(self, name: str, value: str, first: bool = False) -> None:
         """Append a line (or put it on top); an all-lower-case name is spelled canonically
         (``"via"`` -> ``Via``), as in ``set``."""
-        if name.islower():
-            name = pretty(name)
+        name, value = _line(name, value)
         if first:
             self._items.insert(0, [name, value])
         else:
@@ -142,8 +154,7 @@ class Headers:
     def insert_before(self, name: str, value: str) -> None:
         """Insert above the first line of the same header (Via, Route), else on top."""
         found = self._idx().get(canonical(name))
-        if name.islower():
-            name = pretty(name)
+        name, value = _line(name, value)
         self._items.insert(found[0] if found else 0, [name, value])
         self._index = None
         self._raw = None
@@ -152,8 +163,9 @@ class Headers:
         """Replace every line of that header by one line, where the first one stood."""
         key = canonical(name)
         found = self._idx().get(key)
+        name, value = _line(name, value)
         if not found:
-            self._items.append([pretty(name) if name.islower() else name, value])
+            self._items.append([name, value])
         else:
             self._items[found[0]][1] = value
             for i in reversed(found[1:]):
@@ -321,7 +333,11 @@ class Response(Message):
                  body: bytes = b"", version: str = SIP_VERSION):
         super().__init__(headers if headers is not None else Headers(), body)
         self.status = status
-        self.reason = REASONS.get(status, "Unknown") if reason is None else reason
+        if reason is None:
+            reason = REASONS.get(status, "Unknown")
+        elif "\r" in reason or "\n" in reason:
+            reason = " ".join(reason.splitlines())      # never a second line (§25.1)
+        self.reason = reason
         self.version = version
 
     is_request = False

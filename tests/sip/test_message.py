@@ -359,6 +359,18 @@ class HeadersTests(SynchronousTestCase):
         copy.set("x", "2")
         self.assertEqual((h.get("x"), copy.get("x")), ("1", "2"))
 
+    def test_no_injection_through_edits(self):
+        h = Headers()
+        h.add("X-From-Service", "a\r\nInjected: yes")
+        h.set("Subject", "b\nc")
+        h.insert_before("via", "SIP/2.0/UDP h\r\n;branch=z9hG4bKx")
+        self.assertEqual(list(h), [["Via", "SIP/2.0/UDP h ;branch=z9hG4bKx"],
+                                   ["X-From-Service", "a Injected: yes"], ["Subject", "b c"]])
+        for bad in ("Bad Name", "X:", "", "X\r\nY", "X\n"):
+            self.assertRaises(ValueError, h.add, bad, "v")
+        resp = Response(400, "two\r\nlines")
+        self.assertEqual(resp.reason, "two lines")
+
     def test_parsed_message_edits(self):
         req, _ = parse(invite())
         req.headers.insert_before("via", "SIP/2.0/UDP b2bua.example.com;branch=z9hG4bKnew")
