@@ -41,7 +41,7 @@ from twisted.internet import defer, endpoints, threads
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from mss.admin.operations import OperationError, Text
+from mss.admin.operations import OperationError, Text, service_engine
 
 log = Logger()
 
@@ -271,7 +271,7 @@ def namespace(switch, operations) -> dict:
         "bans": switch.bans,
         "calls": Handle(switch.calls, operations.calls_table, "calls"),
         "trunks": Handle(getattr(switch, "trunks", None), operations.trunks_table, "trunks"),
-        "services": Handle(getattr(switch, "services", None), operations.services_table,
+        "services": Handle(service_engine(switch), operations.services_table,
                            "services"),
         "media": getattr(switch, "media", None),
         "operations": operations,

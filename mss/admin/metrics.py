@@ -140,7 +140,8 @@ def collect(switch, outcomes: CallOutcomes, now: float, media: dict | None = Non
 
     e.add("mss_bans_active", "gauge", "Source addresses banned now.", _active_bans(switch, now))
 
-    engine = getattr(switch, "services", None)
+    from mss.admin.operations import service_engine
+    engine = service_engine(switch)
     e.declare("mss_service_hook_failures_total", "counter", "Lua hook calls that failed.")
     if engine is not None:
         for status in engine.status() if hasattr(engine, "status") else ():

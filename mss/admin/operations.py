@@ -125,6 +125,20 @@ def _trunk_hosts(trunk) -> frozenset[str]:
     return frozenset(hosts)
 
 
+def service_engine(switch):
+    """The Lua service engine of the switch, if it has one.
+
+    ``Switch`` is a ``MultiService``, whose ``services`` attribute is its list of child
+    services; the engine therefore lives under another name (``service_engine``), and a
+    ``services`` attribute counts only when it is an engine (has ``reload``).
+    """
+    for name in ("service_engine", "engine", "services"):
+        obj = getattr(switch, name, None)
+        if obj is not None and hasattr(obj, "reload"):
+            return obj
+    return None
+
+
 def _age(now: float, since) -> str:
     if since is None:
         return "-"
@@ -207,7 +221,7 @@ class Operations:
         return rows
 
     def services(self) -> list[dict]:
-        engine = getattr(self.switch, "services", None)
+        engine = service_engine(self.switch)
         if engine is None:
             return []
         if hasattr(engine, "status"):
@@ -277,8 +291,8 @@ class Operations:
         return hosts
 
     def reload_services(self) -> dict:
-        engine = getattr(self.switch, "services", None)
-        if engine is None or not hasattr(engine, "reload"):
+        engine = service_engine(self.switch)
+        if engine is None:
             raise OperationError("this switch runs no service engine")
         report = engine.reload()
         if hasattr(engine, "publish_status"):
@@ -323,7 +337,7 @@ class Operations:
         rows = [(s.get("name", "?"), s.get("state", "-"), s.get("priority", "-"),
                  ",".join(s.get("hooks", ())) or "-", s.get("calls", "-"), s.get("faults", "-"),
                  s.get("last_error") or "-") for s in self.services()]
-        empty = "no services" if getattr(self.switch, "services", None) is not None \
+        empty = "no services" if service_engine(self.switch) is not None \
             else "no service engine in this switch"
         return Table(("SERVICE", "STATE", "PRIORITY", "HOOKS", "CALLS", "FAULTS", "LAST ERROR"),
                      rows, empty=empty)
@@ -479,13 +493,14 @@ class OperationsService(service.MultiService):
         self.operations._flush()
         self._linger()
 
-    def _linger(self, waited: float = 0.0):
-        """Give BYE transactions (and their retransmissions) a few T1s to be answered."""
-        pending = _pending_byes(self.switch.core.layer)
-        limit = 8 * self.switch.core.t1
-        if pending and waited < limit:
-            step = self.switch.core.t1 / 2
-            self.reactor.callLater(step, self._linger, waited + step)
+    def _linger(self, deadline: float | None = None):
+        """Give BYE transactions (and their retransmissions) up to 8 T1 to be answered."""
+        now = self.reactor.seconds()
+        if deadline is None:
+            deadline = now + 8 * self.switch.core.t1
+        if _pending_byes(self.switch.core.layer) and now < deadline:
+            step = min(self.switch.core.t1 / 4, deadline - now)
+            self.reactor.callLater(step, self._linger, deadline)
             return
         self._finish()
 
