@@ -41,7 +41,7 @@ def commands(block: str) -> list[str]:
         if stripped.startswith("$ "):
             stripped = stripped[2:]
         if stripped.endswith("\\"):
-            current += stripped[:-1] + " "
+            current += stripped[:-1].rstrip() + " "
             continue
         out.append(current + stripped)
         current = ""
