@@ -469,26 +469,27 @@ def parse(data: bytes, stream: bool = False, max_size: int = 65535,
     index: dict[str, list[int]] = {}
     known = _CANON
     bad = None
+    n = 0
     for line in lines[1:]:
-        colon = line.find(":")
-        if colon <= 0:
+        name, colon, value = line.partition(":")
+        if not colon or not name:
             bad = bad or f"malformed header line {line[:40]!r}"
             continue
-        name = line[:colon]
         key = known.get(name)
         if key is None:
             if name[-1] in " \t":
                 name = name.rstrip(" \t")
-            if not _HEADER_NAME.match(name):
+            if not _HEADER_NAME.fullmatch(name):
                 bad = bad or f"bad header name {name[:40]!r}"
                 continue
             key = canonical(name)
         found = index.get(key)
         if found is None:
-            index[key] = [len(items)]
+            index[key] = [n]
         else:
-            found.append(len(items))
-        items.append([name, line[colon + 1:].strip(" \t")])
+            found.append(n)
+        items.append([name, value.strip(" \t")])
+        n += 1
     headers = Headers(items)
     headers._index = index
 
