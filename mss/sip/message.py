@@ -590,21 +590,39 @@ def _response(start: str, headers: Headers) -> Response:
 
 
 def _validate(msg: Message) -> None:
-    """Check the headers every transaction needs; raise with a reason naming the header."""
-    hdrs = msg.headers
-    idx = hdrs._idx()
-    for name in ("via", "call-id", "from", "to", "cseq"):
-        if name not in idx:
-            _fail(msg, f"missing {pretty(name)} header")
-    for name in ("call-id", "from", "to", "cseq", "max-forwards"):
-        lines = idx.get(name)
-        if len(lines or ()) > 1:
-            _fail(msg, f"more than one {pretty(name)} header")
+    """Check the headers every transaction needs; raise with a reason naming the header.
+
+    Reads the index directly (this runs for every message) and leaves the parsed Via, From,
+    To and CSeq cached on the message."""
+    idx = msg.headers._index
+    items = msg.headers._items
+    via_lines = idx.get("via")
+    call_id = idx.get("call-id")
+    from_line = idx.get("from")
+    to_line = idx.get("to")
+    cseq_line = idx.get("cseq")
+    if not (via_lines and call_id and from_line and to_line and cseq_line):
+        for name in ("via", "call-id", "from", "to", "cseq"):
+            if name not in idx:
+                _fail(msg, f"missing {pretty(name)} header")
+    mf_line = idx.get("max-forwards")
+    if (len(call_id) > 1 or len(from_line) > 1 or len(to_line) > 1 or len(cseq_line) > 1
+            or (mf_line and len(mf_line) > 1)):
+        for name in ("call-id", "from", "to", "cseq", "max-forwards"):
+            if len(idx.get(name) or ()) > 1:
+                _fail(msg, f"more than one {pretty(name)} header")
     try:
-        vias = msg.vias
-        from_ = msg.from_
-        to = msg.to
-        cseq = msg.cseq
+        vias = []
+        for i in via_lines:
+            value = items[i][1]
+            if "," in value:
+                vias.extend(H.parse_via(v) for v in split_values(value) if v)
+            else:
+                vias.append(H.parse_via(value))
+        msg._via = vias
+        msg._from = from_ = H.parse_name_addr(items[from_line[0]][1])
+        msg._to = to = H.parse_name_addr(items[to_line[0]][1])
+        msg._cseq = cseq = H.parse_cseq(items[cseq_line[0]][1])
     except SIPParseError as e:
         msg.invalidate()
         _fail(msg, e.reason)
@@ -616,15 +634,15 @@ def _validate(msg: Message) -> None:
     for via in vias:
         if _twice(via.params, "branch"):
             _fail(msg, "more than one branch parameter")
-    call_id = hdrs._items[idx["call-id"][0]][1]
-    if not call_id or " " in call_id or "\t" in call_id:
+    value = items[call_id[0]][1]
+    if not value or " " in value or "\t" in value:
         _fail(msg, "bad Call-ID")
     if msg.is_request:
         if cseq.method != msg.method:
             _fail(msg, "CSeq method does not match the request method")
-        if "max-forwards" in idx:
+        if mf_line:
             try:
-                msg.max_forwards
+                H.parse_int(items[mf_line[0]][1], "Max-Forwards", 255)
             except SIPParseError as e:
                 _fail(msg, e.reason)
 
