@@ -56,6 +56,7 @@ COMMAND_MODULES = [
     "mss.admin.cmd_config",
     "mss.admin.cmd_cdr",
     "mss.admin.cmd_trunk",
+    "mss.admin.cmd_ops",
 ]
 
 
