@@ -34,6 +34,7 @@ from mss.media import ng  # noqa: E402
 from mss.media.child import child_env, twistd_argv  # noqa: E402
 
 CLK = os.sysconf("SC_CLK_TCK")
+PIN_GENERATOR = None          # set by --pin: keep the generator off the gateway's core(s)
 
 
 def sdp(port: int) -> str:
@@ -101,6 +102,16 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / CLK
 
 
+def cpu_pressure() -> str:
+    """Share of the last 10 s in which some runnable task waited for a CPU (Linux PSI):
+    high values mean other processes competed with the gateway and the generator."""
+    try:
+        with open("/proc/pressure/cpu") as f:
+            return f.readline().split()[1].split("=")[1] + "%"
+    except (OSError, IndexError):
+        return "n/a"
+
+
 def udp_socket() -> socket.socket:
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
@@ -109,10 +120,17 @@ def udp_socket() -> socket.socket:
 
 
 def run_load(binary: str, legs: list[tuple[socket.socket, int, int]], seconds: float) -> dict:
+    for s, _, _ in legs:     # packets queued before this run (a mixer's output, late packets
+        s.setblocking(False)  # of an earlier run) must not count
+        try:
+            while s.recv(2048):
+                pass
+        except BlockingIOError:
+            pass
     lines = "".join(f"{s.fileno()} {dest} {sid}\n" for s, dest, sid in legs)
     proc = subprocess.run([binary, str(seconds), str(len(legs))], input=lines.encode(),
                           pass_fds=[s.fileno() for s, _, _ in legs], capture_output=True,
-                          timeout=seconds + 30)
+                          timeout=seconds + 30, preexec_fn=PIN_GENERATOR)
     if proc.returncode:
         raise RuntimeError(proc.stderr.decode())
     return json.loads(proc.stdout)
@@ -137,13 +155,6 @@ def relay_step(binary, control, gw_pids, calls, seconds, baseline):
     result["gateway_cpu"] = (cpu_seconds(pids) - c0) / (time.monotonic() - t0)
     for i in range(calls):
         control(command="delete", **{"call-id": f"bench-{calls}-{i}"})
-    for s in socks:                     # late packets of the relayed run must not count
-        s.setblocking(False)
-        try:
-            while s.recv(2048):
-                pass
-        except BlockingIOError:
-            pass
     if baseline:
         direct = [(a, b.getsockname()[1], 0) for a, b in zip(socks[::2], socks[1::2])]
         direct += [(b, a.getsockname()[1], 0) for a, b in zip(socks[::2], socks[1::2])]
@@ -182,7 +193,15 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--rooms", default="20,50,100")
     parser.add_argument("--no-baseline", action="store_true")
+    parser.add_argument("--pin", action="store_true",
+                        help="gateway on the first cores, generator on the last one")
     args = parser.parse_args()
+    global PIN_GENERATOR
+    cores = sorted(os.sched_getaffinity(0))
+    gateway_cores = None
+    if args.pin and len(cores) >= 2:
+        gateway_cores = set(cores[:-1])
+        PIN_GENERATOR = lambda: os.sched_setaffinity(0, {cores[-1]})  # noqa: E731
 
     tmp = tempfile.mkdtemp(prefix="mss-bench-")
     binary = os.path.join(tmp, "rtpload")
@@ -198,8 +217,10 @@ def main() -> int:
         f.write(f'[media]\ncontrol = "127.0.0.1:{port}"\nrtp_ports = "{low}-{low + 19999}"\n'
                 f'public_address = "127.0.0.1"\nmedia_timeout = 600\nworkers = {args.workers}\n')
     log = open(os.path.join(tmp, "gateway.log"), "w")
-    gateway = subprocess.Popen(twistd_argv("mss-media", "--config", config), env=child_env(),
-                               stdout=log, stderr=subprocess.STDOUT, cwd=tmp)
+    gateway = subprocess.Popen(
+        twistd_argv("mss-media", "--config", config), env=child_env(), stdout=log,
+        stderr=subprocess.STDOUT, cwd=tmp,
+        preexec_fn=(lambda: os.sched_setaffinity(0, gateway_cores)) if gateway_cores else None)
     try:
         control = Control(port)
         deadline = time.monotonic() + 30
@@ -213,16 +234,18 @@ def main() -> int:
                 if time.monotonic() > deadline or gateway.poll() is not None:
                     raise RuntimeError("gateway did not start; see " + log.name)
         print(f"# mss-media, {args.workers} worker process(es), {os.cpu_count()} cores; "
-              f"{args.seconds:.0f} s per step; generator: bench/rtpload.c")
+              f"{args.seconds:.0f} s per step; generator: bench/rtpload.c; "
+              f"{'gateway on cores %s, generator on core %d' % (sorted(gateway_cores), cores[-1]) if gateway_cores else 'no pinning'}; "
+              f"load average before: {os.getloadavg()[0]:.2f}")
         print(f"# {'calls':>5} {'pkt/s':>7} {'loss %':>7} {'p50 ms':>7} {'p99 ms':>7} "
-              f"{'p99.9':>7} {'gw CPU%':>7} {'gen CPU%':>8} | direct: {'p50':>6} {'p99':>6} {'loss %':>7}")
+              f"{'p99.9':>7} {'gw CPU%':>7} {'gen CPU%':>8} {'PSI':>6} | direct: {'p50':>6} {'p99':>6} {'loss %':>7}")
         for calls in [int(x) for x in args.steps.split(",") if x]:
             r = relay_step(binary, control, [gateway.pid], calls, args.seconds,
                            not args.no_baseline)
             loss = 100.0 * (r["sent"] - r["received"]) / max(1, r["sent"])
             line = (f"  {calls:>5} {r['sent'] / args.seconds:>7.0f} {loss:>7.3f} {r['p50_ms']:>7.3f} "
                     f"{r['p99_ms']:>7.3f} {r['p999_ms']:>7.3f} {100 * r['gateway_cpu']:>7.1f} "
-                    f"{100 * r['generator_cpu_s'] / r['elapsed_s']:>8.1f}")
+                    f"{100 * r['generator_cpu_s'] / r['elapsed_s']:>8.1f} {cpu_pressure():>6}")
             if "direct" in r:
                 d = r["direct"]
                 dloss = 100.0 * (d["sent"] - d["received"]) / max(1, d["sent"])

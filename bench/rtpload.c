@@ -108,9 +108,9 @@ int main(int argc, char **argv) {
         if (k > 0) last_rx = r;
         for (int e = 0; e < k; e++) {
             struct leg *l = &legs[events[e].data.u32];
-            for (;;) {
+            {   /* one datagram per event: level-triggered epoll reports the socket again */
                 ssize_t got = recv(l->fd, buf, sizeof buf, MSG_DONTWAIT);
-                if (got < 0) break;
+                if (got < 0) continue;
                 if (got >= 24) {
                     long long sent; memcpy(&sent, buf + 16, 8);
                     long long d = r - sent;
