@@ -685,6 +685,17 @@ def _has_tag(to_value: str) -> bool:
         return ";tag=" in to_value.replace(" ", "").lower()
 
 
+def merge_key(req: Request) -> tuple | None:
+    """The key of §8.2.2.2 merged-request detection: (From tag, Call-ID, CSeq number, method)
+    for a request outside a dialog (no To tag), else None. The core answers 482 (Loop
+    Detected) to a request whose key belongs to an ongoing server transaction that the
+    request does not match (a fork that reached us twice, RFC 4475's 482 case)."""
+    if req.to.tag is not None or req.method == "ACK":
+        return None
+    cseq = req.cseq
+    return (req.from_.tag, req.call_id, cseq.number, cseq.method)
+
+
 # -- request checks a UAS makes before processing (RFC 3261 §8.2, §16.3) ----------------------
 
 # Methods with a standard meaning (RFC 3261, 3262, 3265, 3311, 3428, 3515, 3903, 6086).

@@ -6,7 +6,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from mss.sip.errors import SIPParseError
 from mss.sip.headers import CSeq
 from mss.sip.message import (Headers, Incomplete, Rejection, Request, Response,
-                             check_request, is_keepalive, make_response, parse,
+                             check_request, is_keepalive, make_response, merge_key, parse,
                              parse_datagram)
 from mss.sip.uri import parse_uri
 
@@ -260,6 +260,30 @@ class FramingTests(SynchronousTestCase):
             buffer = buffer[used:]
         self.assertEqual([type(m).__name__ for m in seen], ["Request", "Response", "Request"])
         self.assertEqual(seen[0].body, SDP)
+
+    def test_stream_in_random_chunks(self):
+        """A transport's loop: append each chunk, parse until Incomplete, drop what was used
+        (and the keep-alives Incomplete.skip reports). Any chunking gives the same messages."""
+        import random
+        stream = b"\r\n\r\n" + invite() + OK + b"\r\n\r\n" + options() + b"\r\n\r\n"
+        expected = [invite(), OK, options()]
+        rng = random.Random(3261)
+        for _ in range(200):
+            cuts = sorted(rng.sample(range(1, len(stream)), rng.randint(1, 12)))
+            chunks = [stream[a:b] for a, b in zip([0] + cuts, cuts + [len(stream)])]
+            buffer, got = b"", []
+            for chunk in chunks:
+                buffer += chunk
+                while buffer:
+                    try:
+                        msg, used = parse(buffer, stream=True)
+                    except Incomplete as e:
+                        buffer = buffer[e.skip:]
+                        break
+                    got.append(msg.to_bytes())
+                    buffer = buffer[used:]
+            self.assertEqual(got, expected)
+            self.assertEqual(buffer, b"")
 
     def test_stream_incomplete(self):
         data = invite()
@@ -516,3 +540,16 @@ class CheckRequestTests(SynchronousTestCase):
         resp, _ = parse(rejection.respond(req, to_tag="z").to_bytes())
         self.assertEqual((resp.status, resp.headers.get("unsupported"), resp.to.tag),
                          (420, "foo", "z"))
+
+
+class MergeKeyTests(SynchronousTestCase):
+    def test_key(self):
+        req, _ = parse(invite())
+        self.assertEqual(merge_key(req), ("9fxced76sl", "3848276298220188511@192.0.2.10", 1,
+                                          "INVITE"))
+        forked, _ = parse(invite().replace(b"branch=z9hG4bK74bf9", b"branch=z9hG4bKother"))
+        self.assertEqual(merge_key(forked), merge_key(req))
+        in_dialog, _ = parse(options().replace(b"To: <sip:bob@example.com>",
+                                               b"To: <sip:bob@example.com>;tag=x"))
+        self.assertIsNone(merge_key(in_dialog))
+        self.assertIsNone(merge_key(parse(options(method=b"ACK"))[0]))
