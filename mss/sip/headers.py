@@ -5,6 +5,11 @@
 - ``NameAddr`` (From, To, Contact, Route, Record-Route, ...), ``Via`` (with received/rport
   per RFC 3581, maddr, ttl, branch) and ``CSeq`` parsed into frozen attrs values.
 Values keep their original text in ``raw`` so that untouched headers serialize unchanged.
+
+Speed: the common shapes of Via, name-addr and CSeq are recognised by one anchored regular
+expression each; anything else (LWS around separators, quoted parameters, escapes) takes the
+general path, which is the reference (tests check both give the same value). Parsed values
+are frozen and shared through small bounded caches keyed by the header text.
 """
 # -*- test-case-name: tests.sip.test_headers -*-
 from __future__ import annotations
