@@ -258,7 +258,7 @@ def main() -> int:
         for rooms in [int(x) for x in args.rooms.split(",") if x]:
             r = room_step(binary, control, [gateway.pid], rooms, args.seconds)
             per_core = rooms / r["gateway_cpu"] if r["gateway_cpu"] > 0 else float("inf")
-            print(f"  {rooms:>5} {r['sent'] / args.seconds:>8.0f} {r['received'] / args.seconds:>9.0f} "
+            print(f"  {rooms:>5} {r['sent'] / args.seconds:>8.0f} {r['received'] / r['elapsed_s']:>9.0f} "
                   f"{100 * r['gateway_cpu']:>7.1f} {per_core:>10.0f}", flush=True)
     finally:
         gateway.terminate()
