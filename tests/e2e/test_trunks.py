@@ -155,3 +155,236 @@ class RegistrationTests(TrunkTestCase):
             auth = digest.parse_credentials(header(regs[1], "Authorization"))
             self.assertEqual((auth.username, auth.realm, auth.uri),
                              (username, DOMAIN, "sip:gd.ctcims.cn"))
+
+
+class RawUA:
+    """A hand-made UA on its own UDP socket (an extension on 127.0.0.1, or a carrier on
+    another loopback address): places calls (answering a 407 when it has credentials),
+    ACKs, hangs up. Calls may overlap; messages are matched to calls by Call-ID."""
+
+    def __init__(self, testcase, switch, host: str = "127.0.0.1", user: str = "carrier",
+                 password: str | None = None):
+        self.client = udp_client(testcase, host)
+        self.switch = switch
+        self.host = host
+        self.port = self.client.transport.getHost().port
+        self.user = user
+        self.password = password
+        self.stash: list = []
+
+    @property
+    def dest(self):
+        return ("127.0.0.1", self.switch.port)
+
+    def send(self, lines: list[str], body: str = "") -> None:
+        lines = lines + [f"Content-Length: {len(body.encode())}"]
+        self.client.transport.write(("\r\n".join(lines) + "\r\n\r\n" + body).encode(), self.dest)
+
+    @defer.inlineCallbacks
+    def next_for(self, call_id: str, timeout: float = 10):
+        for i, msg in enumerate(self.stash):
+            if msg.call_id == call_id:
+                return self.stash.pop(i)
+        deadline = time.monotonic() + timeout
+        while True:
+            msg = parse((yield self.client.next(max(0.1, deadline - time.monotonic()))))[0]
+            if msg.call_id == call_id:
+                return msg
+            self.stash.append(msg)
+
+    def _via(self) -> str:
+        return f"SIP/2.0/UDP {self.host}:{self.port};branch=z9hG4bK{secrets.token_hex(8)};rport"
+
+    @defer.inlineCallbacks
+    def call(self, ruri: str, to: str | None = None):
+        """INVITE ``ruri``; returns the ``RawCall`` with its final status (2xx ACKed)."""
+        c = RawCall(self, ruri, to or ruri)
+        auth = None
+        while True:
+            c.cseq += 1
+            c.branch = self._via()
+            lines = [f"INVITE {ruri} SIP/2.0", f"Via: {c.branch}", "Max-Forwards: 70",
+                     f"From: <sip:{self.user}@{self.host}>;tag={c.tag}", f"To: <{c.to}>",
+                     f"Call-ID: {c.call_id}", f"CSeq: {c.cseq} INVITE",
+                     f"Contact: <sip:{self.user}@{self.host}:{self.port}>",
+                     "Content-Type: application/sdp"]
+            if auth:
+                lines.append(f"Proxy-Authorization: {auth}")
+            self.send(lines, SDP)
+            while True:
+                resp = yield c.next()
+                if resp.is_request:
+                    continue
+                if resp.status >= 200 and resp.cseq.number == c.cseq:
+                    break
+                c.provisionals.append(resp.status)
+            c.final = resp
+            c.remote_tag = resp.to.tag
+            if resp.status >= 300:
+                self.send([f"ACK {ruri} SIP/2.0", f"Via: {c.branch}", "Max-Forwards: 70",
+                           f"From: <sip:{self.user}@{self.host}>;tag={c.tag}",
+                           f"To: <{c.to}>;tag={c.remote_tag}", f"Call-ID: {c.call_id}",
+                           f"CSeq: {c.cseq} ACK"])
+                if resp.status == 407 and self.password and auth is None:
+                    challenge = digest.parse_challenge(
+                        resp.headers.get_lines("proxy-authenticate")[0])
+                    auth = digest.authorization(challenge, self.user, self.password, "INVITE",
+                                                ruri, secrets.token_hex(4))
+                    continue
+                return c
+            c.remote_target = str(resp.contacts[0].uri)
+            c.in_dialog("ACK", c.cseq)
+            return c
+
+
+class RawCall:
+    def __init__(self, ua: RawUA, ruri: str, to: str):
+        self.ua = ua
+        self.ruri = ruri
+        self.to = to
+        self.call_id = secrets.token_hex(8) + "@" + ua.host
+        self.tag = secrets.token_hex(4)
+        self.cseq = 0
+        self.branch = ""
+        self.final = None
+        self.remote_tag = None
+        self.remote_target = None
+        self.provisionals: list[int] = []
+
+    @property
+    def status(self) -> int:
+        return self.final.status
+
+    def next(self, timeout: float = 10):
+        return self.ua.next_for(self.call_id, timeout)
+
+    def in_dialog(self, method: str, cseq: int) -> None:
+        ua = self.ua
+        ua.send([f"{method} {self.remote_target} SIP/2.0", f"Via: {ua._via()}",
+                 "Max-Forwards: 70", f"From: <sip:{ua.user}@{ua.host}>;tag={self.tag}",
+                 f"To: <{self.to}>;tag={self.remote_tag}", f"Call-ID: {self.call_id}",
+                 f"CSeq: {cseq} {method}"])
+
+    @defer.inlineCallbacks
+    def bye(self):
+        """Hang up; returns the status of the answer to the BYE."""
+        self.cseq += 1
+        self.in_dialog("BYE", self.cseq)
+        while True:
+            msg = yield self.next()
+            if not msg.is_request and msg.cseq.method == "BYE":
+                return msg.status
+
+
+class CallTestCase(TrunkTestCase):
+    @defer.inlineCallbacks
+    def extension(self, number="1001", password="pw-1001"):
+        yield self.mssctl("extension", "add", number, "--password", password)
+
+    @defer.inlineCallbacks
+    def add_trunk(self, name, host, port, *extra):
+        yield self.mssctl("trunk", "add", name, "--domain", DOMAIN, "--proxy", f"{host}:{port}",
+                          "--account", ACCOUNT, "--auth-id", AUTH_ID, "--password", CARRIER_PW,
+                          "--no-register", "--allow", host, *extra)
+
+    def sipp_call(self, dialled, caller="1001", password="pw-1001", hold_ms=300):
+        """The SIPp extension: register.xml, then uac_call.xml dialling ``dialled``."""
+        port = free_port()
+        target = f"127.0.0.1:{self.switch.port}"
+
+        @defer.inlineCallbacks
+        def run():
+            yield self.sipp_ok(sipp("register.xml", target, "-m", "1", "-s", caller,
+                                    "-au", caller, "-ap", password, "-set", "expires", "300",
+                                    "-set", "device", "ext", local_port=port, timeout=10,
+                                    cwd=self.switch.dir), "extension REGISTER")
+            log = os.path.join(self.switch.dir, f"ext-{port}.log")
+            out = yield sipp("uac_call.xml", target, "-m", "1", "-s", dialled,
+                             "-set", "caller", caller, "-au", caller, "-ap", password,
+                             "-set", "hold", str(hold_ms), "-trace_msg", "-message_file", log,
+                             local_port=port, timeout=20, cwd=self.switch.dir)
+            return out
+        return run()
+
+
+class OutboundCallTests(CallTestCase):
+
+    @defer.inlineCallbacks
+    def test_extension_to_ims_carrier_digest_and_prack(self):
+        """Extension -> route (strip/prepend) -> carrier: Request-URI of the logical domain,
+        caller ID of the trunk, 407 answered with the full-URI auth ID, reliable 180 PRACKed
+        in its early dialog, 200, ACK, BYE."""
+        port = free_port("127.0.0.2")
+        yield self.extension()
+        yield self.add_trunk("ims", "127.0.0.2", port, "--from-user", ACCOUNT,
+                             "--identity", "pai")
+        yield self.mssctl("route", "add", "0", "--trunk", "ims", "--strip", "1",
+                          "--prepend", "+86")
+        yield self.switch.start()
+        carrier, log = self.carrier("carrier_uas.xml", "127.0.0.2", port, "-set", "authid",
+                                    AUTH_ID)
+        yield self.sipp_ok(self.sipp_call("075512340000"), "the extension's call")
+        yield self.sipp_ok(carrier, "the carrier")
+        invites = requests(log, "INVITE")
+        self.assertEqual(len(invites), 2, invites)
+        for inv in invites:
+            self.assertTrue(inv.startswith(f"INVITE sip:+8675512340000@{DOMAIN} SIP/2.0"), inv)
+            self.assertIn(f"<sip:+8675512340000@{DOMAIN}>", header(inv, "To"))
+            self.assertIn(f"<sip:{ACCOUNT}@{DOMAIN}>", header(inv, "From"))
+            self.assertIn(f"<sip:{ACCOUNT}@{DOMAIN}>", header(inv, "P-Asserted-Identity"))
+            self.assertIn("100rel", header(inv, "Supported"))
+            self.assertIsNone(header(inv, "Require"))
+            self.assertIn("m=audio", inv)
+        self.assertIsNone(header(invites[0], "Proxy-Authorization"))
+        creds = digest.parse_credentials(header(invites[1], "Proxy-Authorization"))
+        self.assertEqual((creds.username, creds.realm, creds.uri),
+                         (AUTH_ID, DOMAIN, f"sip:+8675512340000@{DOMAIN}"))
+        self.assertTrue(digest.verify(creds, digest.ha1("MD5", AUTH_ID, DOMAIN, CARRIER_PW),
+                                      "INVITE"))
+        self.assertEqual(header(invites[0], "Call-ID"), header(invites[1], "Call-ID"))
+        cseq2 = header(invites[1], "CSeq")
+        self.assertEqual(cseq2, "2 INVITE")
+        pracks = requests(log, "PRACK")
+        self.assertEqual(len(pracks), 1, pracks)
+        prack = pracks[0]
+        self.assertTrue(prack.startswith(f"PRACK sip:carrier@127.0.0.2:{port} SIP/2.0"), prack)
+        self.assertEqual(header(prack, "RAck"), "1 2 INVITE")
+        self.assertRegex(header(prack, "To"), r";tag=\d+Ca1")          # the early dialog
+        self.assertEqual(len(requests(log, "ACK")), 2)                    # for the 407 and the 200
+        self.assertEqual(len(requests(log, "BYE")), 1)
+
+    @defer.inlineCallbacks
+    def test_carrier_that_requires_100rel(self):
+        port = free_port("127.0.0.2")
+        yield self.extension()
+        yield self.add_trunk("ims", "127.0.0.2", port, "--prack", "required")
+        yield self.mssctl("route", "add", "0", "--trunk", "ims")
+        yield self.switch.start()
+        carrier, log = self.carrier("carrier_uas.xml", "127.0.0.2", port, "-set", "authid",
+                                    AUTH_ID)
+        yield self.sipp_ok(self.sipp_call("075512340000"), "the extension's call")
+        yield self.sipp_ok(carrier, "the carrier")
+        invites = requests(log, "INVITE")
+        self.assertEqual(len(invites), 2)
+        for inv in invites:
+            self.assertTrue(inv.startswith(f"INVITE sip:075512340000@{DOMAIN} SIP/2.0"), inv)
+            self.assertEqual(header(inv, "Require"), "100rel")
+        self.assertEqual(len(requests(log, "PRACK")), 1)
+
+    @defer.inlineCallbacks
+    def test_failover_to_the_second_trunk_on_503(self):
+        first_port, second_port = free_port("127.0.0.2"), free_port("127.0.0.3")
+        yield self.extension()
+        yield self.add_trunk("first", "127.0.0.2", first_port)
+        yield self.add_trunk("second", "127.0.0.3", second_port)
+        yield self.mssctl("route", "add", "0", "--trunk", "first", "--trunk", "second")
+        yield self.switch.start()
+        busy, busy_log = self.carrier("carrier_503.xml", "127.0.0.2", first_port)
+        ok, ok_log = self.carrier("carrier_answer.xml", "127.0.0.3", second_port)
+        yield self.sipp_ok(self.sipp_call("0123456"), "the extension's call")
+        yield self.sipp_ok(busy, "the first carrier (503)")
+        yield self.sipp_ok(ok, "the second carrier")
+        self.assertEqual(len(requests(busy_log, "INVITE")), 1)
+        self.assertEqual(len(requests(busy_log, "ACK")), 1)
+        self.assertEqual(len(requests(ok_log, "INVITE")), 1)
+        self.assertEqual(len(requests(ok_log, "BYE")), 1)
