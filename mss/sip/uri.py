@@ -1,4 +1,4 @@
-"""SIP, SIPS and tel URIs (RFC 3261 §19.1, §25.1; RFC 3966; RFC 5118 IPv6 references).
+"""SIP, SIPS and tel URIs (RFC 3261 §19.1, §25.1; RFC 3966; RFC 5118, RFC 5954 IPv6 references).
 
 ``parse_uri`` validates what a server must rely on (scheme, host, port, escapes) and keeps the
 original text so that serialization gives back exactly what was received; a URI built or
@@ -104,7 +104,7 @@ class URI:
     def hostport(self) -> str:
         host = self.host
         if ":" in host and host[:1] != "[":
-            host = f"[{host}]"          # an IPv6 address given bare (RFC 5118 §4.2)
+            host = f"[{host}]"          # an IPv6 address given bare
         return host if self.port is None else f"{host}:{self.port}"
 
     @property

@@ -113,17 +113,21 @@ TABLE = {
     "inv2543": Valid("4475 §3.3.16", roundtrip=ADD_CL),
     # RFC 5118 IPv6
     "rfc5118-ipv6-good": Valid("5118 §4.1"),
-    "rfc5118-port-ambiguous": Valid("5118 §4.2"),
-    "rfc5118-port-unambiguous": Valid("5118 §4.3"),
-    "rfc5118-ipv6-bad": Invalid("5118 §4.4"),
+    # sip:2001:db8::10 without brackets: "db8::10" is no port
+    "rfc5118-ipv6-bad": Invalid("5118 §4.2"),
+    # [2001:db8::10:5070] is an address (no port): valid, port None
+    "rfc5118-port-ambiguous": Valid("5118 §4.3"),
+    "rfc5118-port-unambiguous": Valid("5118 §4.4"),
+    # received= with and without brackets: both accepted
     "rfc5118-via-received-param-with-delim": Valid("5118 §4.5"),
-    "rfc5118-via-received-param-no-delim": Valid("5118 §4.6"),
+    "rfc5118-via-received-param-no-delim": Valid("5118 §4.5"),
+    "rfc5118-ipv6-in-sdp": Valid("5118 §4.6"),
     "rfc5118-mult-ip-in-header": Valid("5118 §4.7"),
     "rfc5118-mult-ip-in-sdp": Valid("5118 §4.8"),
     "rfc5118-ipv4-mapped-ipv6": Valid("5118 §4.9"),
-    "rfc5118-ipv6-bug-abnf-3-colons": Invalid("5118 §4.10"),
-    "rfc5118-ipv6-correct-abnf-2-colons": Valid("5118 §4.11"),
-    "rfc5118-ipv6-in-sdp": Valid("5118 §4.8 (SDP)"),
+    # "::" followed by ":" is no IPv6 address (RFC 5954 corrected the RFC 3261 ABNF): 400
+    "rfc5118-ipv6-bug-abnf-3-colons": Invalid("5118 §4.10, RFC 5954 §4.1"),
+    "rfc5118-ipv6-correct-abnf-2-colons": Valid("5118 §4.10"),
 }
 
 

@@ -53,7 +53,7 @@ class SIPURITests(SynchronousTestCase):
         uri = parse_uri("sip:alice@[2001:db8::10]:5061;transport=tls")
         self.assertEqual((uri.host, uri.port), ("[2001:db8::10]", 5061))
         self.assertEqual(parse_uri("sip:[::1]").host, "[::1]")
-        self.assertEqual(parse_uri("sip:[2001:db8::10:5070]").port, None)   # RFC 5118 §4.2
+        self.assertEqual(parse_uri("sip:[2001:db8::10:5070]").port, None)   # RFC 5118 §4.3
         for bad in ("sip:2001:db8::10", "sip:[2001:db8:::1]", "sip:[fe80::1%25eth0]",
                     "sip:[fe80::1%eth0]", "sip:[::1", "sip:[::1]x", "sip:[192.0.2.1]"):
             self.assertRaises(SIPParseError, parse_uri, bad)
