@@ -13,7 +13,9 @@ reply dictionary (see docs/media-protocol.md). It owns:
 - mixing rooms (``mss.media.mixer.Room``) that legs join and leave, ticked every 20 ms;
 - the media timeout: every few seconds calls without RTP for ``media_timeout`` seconds (and
   without signalling for as long) are marked ``timed out`` in ``query`` and reported once to the
-  address that last sent a command for the call, through ``notify(address, message)``.
+  address that last sent a command for the call, through ``notify(address, message)``. A call
+  on hold (a stream's SDP is sendonly/recvonly/inactive or c=0.0.0.0) may be silent for
+  ``hold_timeout`` seconds instead (phones often send nothing while held).
 
 Timers use the injected ``clock`` (an ``IReactorTime``); sockets come from ``sockets``
 (``ISocketFactory``), so tests run with ``task.Clock`` and recording sockets.
@@ -116,13 +118,15 @@ class Gateway:
     log = Logger()
 
     def __init__(self, *, clock, sockets, ports: PortAllocator, public_address: str,
-                 media_timeout: float = 60.0, notify: Callable | None = None,
+                 media_timeout: float = 60.0, hold_timeout: float = 3600.0,
+                 notify: Callable | None = None,
                  wallclock: Callable[[], float] = time.time):
         self.clock = clock
         self.sockets = sockets
         self.ports = ports
         self.public_address = public_address
         self.media_timeout = media_timeout
+        self.hold_timeout = max(hold_timeout, media_timeout)
         self.notify = notify
         self.wallclock = wallclock
         self.calls: dict[str, Call] = {}
@@ -251,6 +255,7 @@ class Gateway:
                 raise NgError(f"media {i + 1} has no connection address")
             ep_author.set_remote((endpoint.address, endpoint.port),
                                  (endpoint.rtcp_address, endpoint.rtcp_port), symmetric)
+            ep_author.on_hold = endpoint.on_hold_address or desc.direction(i) != "sendrecv"
             rates, dtmf = {}, set()
             for value in section.attributes("rtpmap"):
                 pt, _, codec = value.partition(" ")
@@ -530,11 +535,14 @@ class Gateway:
         now = self.clock.seconds()
         for call in list(self.calls.values()):
             last = call.last_signal
+            limit = self.media_timeout
             for ep in call.endpoints():
                 if ep.last_packet is not None and ep.last_packet > last:
                     last = ep.last_packet
+                if ep.on_hold:
+                    limit = self.hold_timeout
             idle = now - last
-            if idle >= self.media_timeout and not call.timed_out:
+            if idle >= limit and not call.timed_out:
                 call.timed_out = True
                 self.log.info("media timeout for {call_id}: no RTP for {idle:.0f} s",
                               call_id=call.call_id, idle=idle)
@@ -542,7 +550,7 @@ class Gateway:
                     self.notify(call.controller, {"notify": "media-timeout",
                                                   "call-id": call.call_id,
                                                   "idle": int(idle)})
-            elif idle < self.media_timeout:
+            elif idle < limit:
                 call.timed_out = False
 
     COMMANDS = {

@@ -37,7 +37,7 @@ class MediaEndpoint:
         "packets", "bytes", "foreign", "rtcp_packets", "rtcp_bytes", "rtcp_foreign",
         "first_packet", "last_packet", "base_seq", "max_seq", "cycles", "bad_seq",
         "jitter", "transit", "clock_rates", "no_jitter_pts", "last_pt",
-        "formats", "mix_state", "seq_offset",
+        "formats", "mix_state", "seq_offset", "on_hold",
     )
 
     def __init__(self, leg: Any, index: int, port: int, sock: Any, rtcp_sock: Any):
@@ -72,6 +72,7 @@ class MediaEndpoint:
         self.formats: list[int] = []
         self.mix_state = None
         self.seq_offset = 0
+        self.on_hold = False          # the leg's SDP said sendonly/recvonly/inactive/0.0.0.0
 
     # -- signalling ---------------------------------------------------------------------------
 

@@ -243,3 +243,16 @@ class TimeoutTests(Base):
             self.sockets.deliver(port_b, rtp(i), B, self.clock.seconds())
         self.assertEqual(self.notified, [])
         self.assertEqual(self.ok(command="query", **{"call-id": "c1"})["timed out"], 0)
+
+    def test_hold_uses_the_longer_timeout(self):
+        port_a, port_b = self.setup_call()
+        self.ok(command="offer", **{"call-id": "c1", "from-tag": "ta", "to-tag": "tb",
+                                    "sdp": offer_sdp(*A, extra="a=inactive\r\n")})
+        for _ in range(100):
+            self.clock.advance(5)               # 500 s of silence on hold
+        self.assertEqual(self.notified, [])
+        self.ok(command="offer", **{"call-id": "c1", "from-tag": "ta", "to-tag": "tb",
+                                    "sdp": offer_sdp(*A)})
+        for _ in range(13):
+            self.clock.advance(5)               # resumed: the normal timeout again
+        self.assertEqual([m["call-id"] for _, m in self.notified], ["c1"])
