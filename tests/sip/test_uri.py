@@ -23,8 +23,8 @@ class SIPURITests(SynchronousTestCase):
 
     def test_host_only_and_sips(self):
         uri = parse_uri("sips:registrar.example.com")
-        self.assertEqual((uri.scheme, uri.user, uri.host, uri.port), ("sips", None,
-                                                                      "registrar.example.com", None))
+        self.assertEqual((uri.scheme, uri.user, uri.host, uri.port),
+                         ("sips", None, "registrar.example.com", None))
 
     def test_scheme_is_case_insensitive_but_text_is_kept(self):
         uri = parse_uri("SIP:Bob@Example.COM;Transport=udp")
