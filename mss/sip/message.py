@@ -421,7 +421,7 @@ def parse(data: bytes, stream: bool = False, max_size: int = 65535,
             raise SIPParseError("keep-alive, not a message")
         data = stripped
     end = data.find(b"\r\n\r\n")
-    head = data[:end]
+    head = data[:end] if end >= 0 else b""
     crs = head.count(b"\r")
     if end >= 0 and crs == head.count(b"\n") == head.count(b"\r\n"):
         # the common case: CRLF line ends only, so this is the first empty line
