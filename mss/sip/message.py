@@ -381,8 +381,9 @@ def _split_head(data: bytes) -> tuple[int, int]:
     limit = end if end >= 0 else len(data)
     lf = data.find(b"\n\n", 0, limit)
     if lf >= 0:
-        limit = end = lf
+        limit = lf
         body = lf + 2
+        end = lf - 1 if lf and data[lf - 1] == 13 else lf      # CRLF then a bare LF
     elif end >= 0:
         body = end + 4
     lfcr = data.find(b"\n\r\n", 0, limit)

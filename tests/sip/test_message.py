@@ -114,6 +114,9 @@ class RequestTests(SynchronousTestCase):
         self.assertEqual(req.to_bytes(), crlf)
         mixed = crlf.replace(b"\r\nTo:", b"\nTo:", 1)
         self.assertEqual(parse(mixed)[0].to_bytes(), crlf)
+        lf_blank_line = crlf.replace(b"\r\n\r\n", b"\r\n\n")
+        self.assertEqual(parse(lf_blank_line)[0].to_bytes(), crlf)
+        self.assertEqual(parse(lf_blank_line + b"xyz")[0].body, b"")
         folded_lf = lf.replace(b"\nTo: ", b"\nTo:\n ", 1)
         self.assertEqual(parse(folded_lf)[0].to.uri, parse_uri("sip:bob@example.com"))
         with self.assertRaises(SIPParseError) as caught:
