@@ -125,6 +125,7 @@ class Gateway:
         self.sockets = sockets
         self.ports = ports
         self.public_address = public_address
+        self.family = sdplib.family_of(public_address)
         self.media_timeout = media_timeout
         self.hold_timeout = max(hold_timeout, media_timeout)
         self.notify = notify
@@ -250,9 +251,7 @@ class Gateway:
             ep_author = self._endpoint(author, i)
             ep_peer = self._endpoint(peer, i)
             ep_author.peer, ep_peer.peer = ep_peer, ep_author
-            endpoint = desc.endpoint(i)
-            if endpoint is None:
-                raise NgError(f"media {i + 1} has no connection address")
+            endpoint = self._checked_endpoint(desc, i)
             ep_author.set_remote((endpoint.address, endpoint.port),
                                  (endpoint.rtcp_address, endpoint.rtcp_port), symmetric)
             ep_author.on_hold = endpoint.on_hold_address or desc.direction(i) != "sendrecv"
@@ -276,6 +275,22 @@ class Gateway:
                 l.kind == "a" and l.value.split(":")[0] in ICE_ATTRIBUTES)]
         return sdplib.rewrite_media(desc, self.public_address, ports,
                                     origin="origin" in replace)
+
+    def _checked_endpoint(self, desc: sdplib.SessionDescription, index: int) -> sdplib.Endpoint:
+        """The stream's endpoint; only IP literals of our family (a host name would make every
+        sendto a DNS lookup)."""
+        endpoint = desc.endpoint(index)
+        if endpoint is None:
+            raise NgError(f"media {index + 1} has no connection address")
+        for address in (endpoint.address, endpoint.rtcp_address):
+            try:
+                family = sdplib.family_of(address)
+            except ValueError:
+                raise NgError(f"media {index + 1}: {address!r} is not an IP address")
+            if family != self.family:
+                raise NgError(f"media {index + 1}: {address} is not {self.family} like the "
+                              f"gateway's address {self.public_address}")
+        return endpoint
 
     def _set_remote(self, leg: Leg, index: int, rtp, symmetric: bool) -> None:
         if index < len(leg.endpoints) and leg.endpoints[index] is not None:
@@ -427,10 +442,8 @@ class Gateway:
                     if section.port == 0 or section.media != "audio" or ports and any(ports):
                         ports.append(None)
                         continue
+                    where = self._checked_endpoint(desc, i)
                     ep = self._endpoint(leg, i)
-                    where = desc.endpoint(i)
-                    if where is None:
-                        raise NgError(f"media {i + 1} has no connection address")
                     ep.set_remote((where.address, where.port),
                                   (where.rtcp_address, where.rtcp_port), True)
                     ep.formats = [int(f) for f in section.formats if f.isdigit()]

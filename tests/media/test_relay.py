@@ -75,6 +75,15 @@ class OfferAnswerTests(Base):
         self.assertEqual(self.gw.calls, {})
         self.assertEqual(self.gw.ports.in_use, 0)
 
+    def test_media_address_must_be_an_ip_of_our_family(self):
+        for address, problem in [("phone.example.com", "is not an IP address"),
+                                 ("2001:db8::1", "is not IP4")]:
+            text = offer_sdp("192.0.2.1", 4000).replace("c=IN IP4 192.0.2.1",
+                                                        "c=IN IP4 %s" % address)
+            self.assertIn(problem, self.error(command="offer", **{
+                "call-id": "c", "from-tag": "a", "sdp": text}))
+        self.assertEqual((self.gw.calls, self.sockets.open), ({}, {}))
+
     def test_exhaustion_is_an_error_and_leaks_nothing(self):
         for i in range(5):
             self.setup_call("c%d" % i)                 # 10 pairs in the range
