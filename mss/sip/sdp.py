@@ -257,6 +257,8 @@ def rewrite_media(sdp: SessionDescription, address: str,
         pair = ports[i] if i < len(ports) else None
         if pair is not None and section.port != 0:
             rtp, rtcp = pair
+            if section.attributes("rtcp-mux"):
+                rtcp = rtp                  # RFC 5761: RTCP shares the RTP port
             section.set_port(rtp)
             lines = [section.lines[0]]
             has_rtcp = False

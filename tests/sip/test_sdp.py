@@ -94,3 +94,10 @@ class RewriteTests(SynchronousTestCase):
         out = sdp.rewrite_media(d, "203.0.113.5", [(30000, 30009), None])
         self.assertIn("a=rtcp:30009\r\n", bytes(out).decode())
         self.assertEqual(out.endpoint(0).rtcp_port, 30009)
+
+    def test_rtcp_mux_keeps_rtcp_on_the_rtp_port(self):
+        d = sdp.parse(b"v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n"
+                      b"m=audio 4000 RTP/AVP 0\r\na=rtcp:4000\r\na=rtcp-mux\r\n")
+        out = sdp.rewrite_media(d, "198.51.100.1", [(20000, 20001)])
+        self.assertIn("a=rtcp:20000 IN IP4 198.51.100.1\r\n", bytes(out).decode())
+        self.assertEqual(out.endpoint(0).rtcp_port, 20000)
