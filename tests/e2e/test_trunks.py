@@ -287,6 +287,20 @@ class CallTestCase(TrunkTestCase):
                           "--account", ACCOUNT, "--auth-id", AUTH_ID, "--password", CARRIER_PW,
                           "--no-register", "--allow", host, *extra)
 
+    @defer.inlineCallbacks
+    def registered_callee(self, calls: int, number="1001", password="pw-1001"):
+        """Register the SIPp extension, then let it answer ``calls`` calls on that port."""
+        port = free_port()
+        target = f"127.0.0.1:{self.switch.port}"
+        yield self.sipp_ok(sipp("register.xml", target, "-m", "1", "-s", number, "-au", number,
+                                "-ap", password, "-set", "expires", "300", "-set", "device",
+                                "ext", local_port=port, timeout=10, cwd=self.switch.dir),
+                           "extension REGISTER")
+        log = os.path.join(self.switch.dir, f"callee-{port}.log")
+        d = sipp("uas_answer.xml", target, "-m", str(calls), "-trace_msg", "-message_file", log,
+                 local_port=port, timeout=30, cwd=self.switch.dir)
+        return d, log
+
     def sipp_call(self, dialled, caller="1001", password="pw-1001", hold_ms=300):
         """The SIPp extension: register.xml, then uac_call.xml dialling ``dialled``."""
         port = free_port()
@@ -388,3 +402,124 @@ class OutboundCallTests(CallTestCase):
         self.assertEqual(len(requests(busy_log, "ACK")), 1)
         self.assertEqual(len(requests(ok_log, "INVITE")), 1)
         self.assertEqual(len(requests(ok_log, "BYE")), 1)
+
+
+class InboundCallTests(CallTestCase):
+
+    @defer.inlineCallbacks
+    def test_carrier_calls_a_did_sip_and_tel_uris(self):
+        yield self.extension()
+        yield self.add_trunk("ims", "127.0.0.2", 5999)
+        yield self.mssctl("did", "add", "+8675512345678", "--extension", "1001")
+        yield self.switch.start()
+        callee, callee_log = yield self.registered_callee(2)
+        for n, ruri in enumerate((f"sip:+8675512345678@127.0.0.1:{self.switch.port}",
+                                  "tel:+8675512345678")):
+            port = free_port("127.0.0.2")
+            carrier, _ = self.carrier("carrier_uac.xml", "127.0.0.2", port, "-set", "ruri", ruri,
+                                      name=f"in{n}")
+            yield self.sipp_ok(carrier, f"carrier call to {ruri}")
+        yield self.sipp_ok(callee, "the callee extension")
+        invites = requests(callee_log, "INVITE")
+        self.assertEqual(len(invites), 2)
+        for inv in invites:
+            self.assertIn("+8613800138000", header(inv, "From"))
+            self.assertIn("Carrier Caller", header(inv, "From"))
+
+    @defer.inlineCallbacks
+    def test_same_invite_from_elsewhere_is_unauthenticated_unknown_did_404(self):
+        yield self.extension()
+        yield self.add_trunk("ims", "127.0.0.2", 5999)
+        yield self.mssctl("did", "add", "+8675512345678", "--extension", "1001")
+        yield self.switch.start()
+        ruri = f"sip:+8675512345678@127.0.0.1:{self.switch.port}"
+        outsider = RawUA(self, self.switch, host="127.0.0.5", user="+8613800138000")
+        call = yield outsider.call(ruri)
+        self.assertEqual(call.status, 407)
+        self.assertTrue(call.final.headers.get("proxy-authenticate"))
+        carrier = RawUA(self, self.switch, host="127.0.0.2", user="+8613800138000")
+        call = yield carrier.call(f"sip:+8675599999999@127.0.0.1:{self.switch.port}")
+        self.assertEqual(call.status, 404)
+        call = yield carrier.call("tel:+8675512345678")          # known DID, callee offline
+        self.assertEqual(call.status, 480)
+
+
+class LimitTests(CallTestCase):
+    """Per-trunk, per-direction limits with concurrent calls; a later call getting through
+    after the earlier ones ended shows that the running switch released its counts."""
+
+    @defer.inlineCallbacks
+    def test_inbound_limits_zero_and_one(self):
+        yield self.extension()
+        yield self.add_trunk("closed", "127.0.0.3", 5999, "--max-in", "0")
+        yield self.add_trunk("one", "127.0.0.2", 5999, "--max-in", "1", "--max-out", "0")
+        yield self.mssctl("did", "add", "2000", "--extension", "1001")
+        yield self.switch.start()
+        callee, _ = yield self.registered_callee(2)
+        ruri = f"sip:2000@127.0.0.1:{self.switch.port}"
+        closed = RawUA(self, self.switch, host="127.0.0.3")
+        self.assertEqual((yield closed.call(ruri)).status, 403)
+        carrier = RawUA(self, self.switch, host="127.0.0.2")
+        first = yield carrier.call(ruri)
+        self.assertEqual(first.status, 200)
+        second = yield carrier.call(ruri)                  # while the first is up
+        self.assertEqual(second.status, 503)
+        self.assertEqual((yield first.bye()), 200)
+        third = yield carrier.call(ruri)
+        self.assertEqual(third.status, 200)
+        self.assertEqual((yield third.bye()), 200)
+        yield self.sipp_ok(callee, "the callee extension")
+
+    @defer.inlineCallbacks
+    def test_outbound_limits_zero_one_n_and_failover(self):
+        port_a, port_b = free_port("127.0.0.2"), free_port("127.0.0.3")
+        yield self.extension()
+        yield self.add_trunk("zero", "127.0.0.2", port_a, "--max-out", "0", "--max-in", "5")
+        yield self.add_trunk("one", "127.0.0.2", port_a, "--max-out", "1")
+        yield self.add_trunk("two", "127.0.0.2", port_a, "--max-out", "2", "--max-in", "0")
+        yield self.add_trunk("spill", "127.0.0.3", port_b)
+        yield self.mssctl("route", "add", "7", "--trunk", "zero")
+        yield self.mssctl("route", "add", "8", "--trunk", "one")
+        yield self.mssctl("route", "add", "9", "--trunk", "two")
+        yield self.mssctl("route", "add", "6", "--trunk", "one", "--trunk", "spill")
+        yield self.switch.start()
+        carrier_a, log_a = self.carrier("carrier_answer.xml", "127.0.0.2", port_a, calls=6)
+        carrier_b, log_b = self.carrier("carrier_answer.xml", "127.0.0.3", port_b, calls=1)
+        ext = RawUA(self, self.switch, user="1001", password="pw-1001")
+
+        def dial(number):
+            return ext.call(f"sip:{number}@127.0.0.1:{self.switch.port}")
+
+        self.assertEqual((yield dial("7001")).status, 403)              # limit 0
+        # limit 1
+        first = yield dial("8001")
+        self.assertEqual(first.status, 200)
+        self.assertEqual((yield dial("8002")).status, 503)
+        self.assertEqual((yield first.bye()), 200)
+        again = yield dial("8003")
+        self.assertEqual(again.status, 200)
+        # failover: "one" is busy with `again`, so the route's second trunk takes the call
+        spilled = yield dial("6004")
+        self.assertEqual(spilled.status, 200)
+        self.assertEqual((yield again.bye()), 200)
+        self.assertEqual((yield spilled.bye()), 200)
+        # limit N = 2
+        calls = []
+        for n in range(2):
+            calls.append((yield dial(f"900{n}")))
+        self.assertEqual([c.status for c in calls], [200, 200])
+        self.assertEqual((yield dial("9009")).status, 503)
+        for c in calls:
+            self.assertEqual((yield c.bye()), 200)
+        for n in range(2):
+            calls[n] = yield dial(f"901{n}")
+        self.assertEqual([c.status for c in calls], [200, 200])
+        for c in calls:
+            self.assertEqual((yield c.bye()), 200)
+        yield self.sipp_ok(carrier_a, "carrier A")
+        yield self.sipp_ok(carrier_b, "carrier B")
+        self.assertEqual([r.split()[1] for r in requests(log_a, "INVITE")],
+                         [f"sip:{n}@{DOMAIN}" for n in
+                          ("8001", "8003", "9000", "9001", "9010", "9011")])
+        self.assertEqual(len(requests(log_b, "INVITE")), 1)
+        self.assertEqual(requests(log_b, "INVITE")[0].split()[1], f"sip:6004@{DOMAIN}")
