@@ -96,7 +96,7 @@ def collect(switch, outcomes: CallOutcomes, now: float, media: dict | None = Non
         by_state[call.state] = by_state.get(call.state, 0) + 1
         trunk = getattr(call.trunk, "name", call.trunk)
         if trunk:
-            key = (trunk, call.direction)
+            key = (trunk, getattr(call, "trunk_direction", None) or call.direction)
             per_trunk[key] = per_trunk.get(key, 0) + 1
     for state, n in by_state.items():
         e.add("mss_calls_active", "gauge", "Live calls by state.", n, {"state": state})
@@ -176,22 +176,24 @@ def _active_bans(switch, now: float) -> int:
 
 def _trunks(e: Exposition, switch, per_trunk: dict) -> None:
     from mss.admin.operations import Operations
-    e.declare("mss_trunk_up", "gauge", "1 when the trunk is registered or needs no registration.")
+    e.declare("mss_trunk_up", "gauge",
+              "1 when the trunk is registered or needs no registration.")
     e.declare("mss_trunk_calls_active", "gauge", "Live calls per trunk and direction.")
     try:
         rows = Operations(switch).trunks()
     except Exception:
         log.failure("metrics: reading the trunks failed")
         rows = []
-    names = set()
+    counts = dict(per_trunk)
     for row in rows:
         name = row.get("name", "?")
-        names.add(name)
         state = str(row.get("state", "unknown"))
         e.add("mss_trunk_up", "gauge",
               "1 when the trunk is registered or needs no registration.",
-              state in ("registered", "up", "static", "ok"), {"trunk": name, "state": state})
-    for (trunk, direction), n in sorted(per_trunk.items()):
+              state in ("registered", "no registration"), {"trunk": name, "state": state})
+        for direction, n in (row.get("calls") or {}).items():
+            counts[(name, direction)] = n          # the dispatcher's count when it has one
+    for (trunk, direction), n in sorted(counts.items()):
         e.add("mss_trunk_calls_active", "gauge", "Live calls per trunk and direction.", n,
               {"trunk": trunk, "direction": direction})
 

@@ -188,36 +188,57 @@ class Operations:
         return rows
 
     def trunks(self) -> list[dict]:
-        """Provisioned trunks with their registration state and live calls per direction."""
+        """Trunks with their registration state and live calls per direction."""
         active: dict[str, dict[str, int]] = {}
         for call in self.switch.calls.calls.values():
             name = getattr(call.trunk, "name", call.trunk)
             if name:
+                direction = getattr(call, "trunk_direction", None) or call.direction
                 per = active.setdefault(name, {})
-                per[call.direction] = per.get(call.direction, 0) + 1
-        trunks = getattr(self.switch, "trunks", None)
-        store = self.switch.store
-        status = {}
-        rows = []
-        if trunks is not None and hasattr(trunks, "status"):
-            for row in trunks.status():
+                per[direction] = per.get(direction, 0) + 1
+        dispatcher = getattr(self.switch, "trunks", None)
+        if dispatcher is not None and hasattr(dispatcher, "status"):
+            known = getattr(dispatcher, "trunks", None) or {}
+            rows = []
+            for row in dispatcher.status():
                 row = dict(row)
+                trunk = known.get(row.get("name"))
+                row.setdefault("domain", getattr(trunk, "domain", ""))
+                row.setdefault("proxy", getattr(trunk, "proxy", "") or row["domain"])
+                if "in" in row or "out" in row:      # the dispatcher's own per-direction counts
+                    row.setdefault("calls", {"in": row.get("in", 0), "out": row.get("out", 0)})
                 row.setdefault("calls", active.get(row.get("name"), {}))
                 rows.append(row)
             return rows
+        if dispatcher is not None and isinstance(getattr(dispatcher, "trunks", None), dict):
+            rows = []
+            registrations = getattr(dispatcher, "registrations", {})
+            for name, trunk in sorted(dispatcher.trunks.items()):
+                reg = registrations.get(name)
+                if reg is not None:
+                    state = reg.state
+                else:
+                    state = "no registration" if not getattr(trunk, "register", False) \
+                        else "unregistered"
+                rows.append({"name": name, "domain": trunk.domain,
+                             "proxy": getattr(trunk, "proxy", "") or trunk.domain,
+                             "state": state, "calls": active.get(name, {})})
+            return rows
+        store = self.switch.store
+        status = {}
         if hasattr(store, "list_trunk_status"):
             try:
                 status = store.list_trunk_status() or {}
             except Exception:
                 self.log.failure("cannot read the trunk status from the store")
-        if hasattr(store, "list_trunks"):
-            for trunk in store.list_trunks():
-                st = status.get(trunk.name)
-                state = getattr(st, "state", None) or (st.get("state") if isinstance(st, dict)
-                                                       else None) or "unknown"
-                rows.append({"name": trunk.name, "domain": trunk.domain,
-                             "proxy": getattr(trunk, "proxy", "") or trunk.domain,
-                             "state": state, "calls": active.get(trunk.name, {})})
+        rows = []
+        for trunk in store.list_trunks() if hasattr(store, "list_trunks") else ():
+            st = status.get(trunk.name)
+            state = (st.get("state") if isinstance(st, dict) else getattr(st, "state", None)) \
+                or "unknown"
+            rows.append({"name": trunk.name, "domain": trunk.domain,
+                         "proxy": getattr(trunk, "proxy", "") or trunk.domain,
+                         "state": state, "calls": active.get(trunk.name, {})})
         return rows
 
     def services(self) -> list[dict]:
@@ -277,18 +298,23 @@ class Operations:
 
     def _find_trunk_hosts(self, name: str) -> frozenset[str]:
         trunk = None
-        trunks = getattr(self.switch, "trunks", None)
-        if trunks is not None and hasattr(trunks, "get"):
-            trunk = trunks.get(name)
-            trunk = getattr(trunk, "trunk", trunk)          # a runtime object holding the model
+        dispatcher = getattr(self.switch, "trunks", None)
+        known = getattr(dispatcher, "trunks", None)
+        if isinstance(known, dict):
+            trunk = known.get(name)
         if trunk is None and hasattr(self.switch.store, "get_trunk"):
             trunk = self.switch.store.get_trunk(name)
         if trunk is None:
             raise OperationError(f"no trunk {name!r}")
-        hosts = _trunk_hosts(trunk)
+        hosts = set(_trunk_hosts(trunk))
+        if dispatcher is not None and hasattr(dispatcher, "destination"):
+            try:
+                hosts.add(dispatcher.destination(trunk).host.lower())   # the resolved proxy
+            except Exception:
+                self.log.failure("cannot resolve trunk {trunk}", trunk=name)
         if not hosts:
             raise OperationError(f"trunk {name!r} has no domain or proxy to match")
-        return hosts
+        return frozenset(hosts)
 
     def reload_services(self) -> dict:
         engine = service_engine(self.switch)

@@ -99,6 +99,37 @@ class RowsTests(Base):
         self.assertIn("inbound=1", str(self.ops.trunks_table()))
 
 
+class DispatcherTrunkTests(Base):
+    """The switch's real TrunkDispatcher with a provisioned trunk."""
+
+    def setUp(self):
+        super().setUp()
+        from mss.trunk.model import Trunk
+        self.switch.store.put_trunk(Trunk(name="carrier", domain="ims.carrier.test",
+                                          account="5550100", password="x",
+                                          proxy="192.0.2.10:5060", register=False))
+        self.switch.trunks.reload()
+
+    def test_rows_state_and_active_calls(self):
+        [row] = self.ops.trunks()
+        self.assertEqual((row["name"], row["proxy"], row["state"], row["calls"]),
+                         ("carrier", "192.0.2.10:5060", "no registration",
+                          {"in": 0, "out": 0}))
+        self.switch.trunks.active[("carrier", "out")] = 2      # as acquire() counts them
+        self.assertEqual(self.ops.trunks()[0]["calls"], {"in": 0, "out": 2})
+        self.assertIn("ims.carrier.test", str(self.ops.trunks_table()))
+
+    def test_trace_by_trunk_matches_domain_and_proxy(self):
+        state = self.ops.trace(True, trunk="carrier")
+        self.assertEqual(state["trunks"], ["carrier"])
+        sel = self.switch.core.trace_filter
+        self.assertTrue(sel(_register("5550100", host="ims.carrier.test")))
+        self.assertTrue(sel(_register("x", via_host="192.0.2.10")))
+        self.assertFalse(sel(_register("1001")))
+        self.ops.trace(False, trunk="carrier")
+        self.assertFalse(self.switch.core.trace)
+
+
 class HangupTests(Base):
     def test_hangup_sends_bye_both_ways_and_writes_cdr(self):
         call_id = live_call(self.live, self.a, self.b)
