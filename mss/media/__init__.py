@@ -1,1 +1,16 @@
-"""media layer (see DESIGN.md)."""
+"""The media gateway: RTP relay and G.711 mixer, controlled by an rtpengine-compatible protocol.
+
+Modules, by role:
+
+- ``bencode``, ``ng``: the control protocol's wire format and cookie (retransmission) cache;
+- ``relay``: command logic (calls, legs, SDP rewriting, rooms, media timeout) on an injected
+  clock and socket factory; ``stream``: one endpoint's per-packet path (latching, counters);
+  ``mixer``: mix-minus rooms; ``ports``: RTP/RTCP port pairs;
+- ``server``: the Twisted shell (RTP sockets on one epoll, the control port);
+  ``workers``: the front process routing to one worker process per core;
+- ``client``: call control's side (``IMediaGateway``, ``NgClient``, ``PassThroughMedia``);
+  ``child``: run the gateway as a child process of the switch;
+- ``config``, ``tap``: ``twistd -n mss-media --config etc/mss-media.toml``.
+
+The protocol is documented in docs/media-protocol.md.
+"""
