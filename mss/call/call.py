@@ -760,8 +760,13 @@ class Call:
     def leg_failed(self, leg, purpose, reason: str) -> None:
         """A transaction we sent on ``leg`` timed out or hit a transport error."""
         if purpose == "invite":
-            # an unreachable device is "temporarily unavailable" to the caller
-            self._b_failed(leg, 408 if reason == "timeout" else 480, "")
+            # an unreachable device is "temporarily unavailable" to the caller; a carrier we
+            # cannot reach is "unavailable", which fails over to the route's next trunk
+            if reason == "timeout":
+                status = 408
+            else:
+                status = 503 if leg.trunk is not None else 480
+            self._b_failed(leg, status, "")
             return
         if purpose == "prack" or purpose == "bye":
             if purpose == "bye":

@@ -19,7 +19,7 @@ from twisted.trial import unittest
 
 from mss.sip import digest
 from mss.sip.message import parse
-from tests.e2e.harness import SIPP, Switch, free_port, sipp, udp_client
+from tests.e2e.harness import SIPP, SIPP_DIR, Switch, free_port, sipp, udp_client
 
 TIMEOUT = 60
 DOMAIN = "gd.ctcims.cn"
@@ -71,13 +71,20 @@ class TrunkTestCase(unittest.TestCase):
         return out.decode()
 
     def carrier(self, scenario: str, host: str, port: int, *args, calls: int = 1,
-                timeout: int = 30, name: str | None = None):
+                timeout: int = 20, name: str | None = None):
         """A SIPp carrier (UAS) on host:port; its messages go to ``<name>.log``."""
         log = os.path.join(self.switch.dir, (name or f"{host}-{port}") + ".log")
         d = sipp(scenario, f"127.0.0.1:{self.switch.port}", "-m", str(calls),
                  "-trace_msg", "-message_file", log, "-trace_err", "-error_file", log + ".err",
                  *args, local_ip=host, local_port=port, timeout=timeout, cwd=self.switch.dir)
+        self.addCleanup(self.finished, d)
         return d, log
+
+    def finished(self, d):
+        """Cleanup: wait for a SIPp process a failed test left waiting (-timeout bounds it)."""
+        done = defer.Deferred()
+        d.addBoth(lambda result: (done.called or done.callback(None), result)[1])
+        return done
 
     @defer.inlineCallbacks
     def sipp_ok(self, d, what: str):
@@ -523,3 +530,74 @@ class LimitTests(CallTestCase):
                           ("8001", "8003", "9000", "9001", "9010", "9011")])
         self.assertEqual(len(requests(log_b, "INVITE")), 1)
         self.assertEqual(requests(log_b, "INVITE")[0].split()[1], f"sip:6004@{DOMAIN}")
+
+
+class FailoverRuleTests(CallTestCase):
+    """Failover on 5xx, 408 and transport failure; never on 486, 404, 603."""
+
+    @defer.inlineCallbacks
+    def route_with_two_trunks(self, first_proxy: str):
+        self.second_port = free_port("127.0.0.3")
+        yield self.extension()
+        yield self.mssctl("trunk", "add", "first", "--domain", DOMAIN, "--proxy", first_proxy,
+                          "--account", ACCOUNT, "--password", CARRIER_PW, "--no-register")
+        yield self.add_trunk("second", "127.0.0.3", self.second_port)
+        yield self.mssctl("route", "add", "0", "--trunk", "first", "--trunk", "second")
+        yield self.switch.start()
+        self.ext = RawUA(self, self.switch, user="1001", password="pw-1001")
+
+    def dial(self, number):
+        return self.ext.call(f"sip:{number}@127.0.0.1:{self.switch.port}")
+
+    def rejecting(self, code: str, reason: str) -> str:
+        """carrier_503.xml answering ``code reason`` instead (SIPp checks the status code
+        when it loads a scenario, so it cannot come from a -set variable)."""
+        with open(os.path.join(SIPP_DIR, "carrier_503.xml")) as f:
+            text = f.read().replace("503 Service Unavailable", f"{code} {reason}")
+        path = os.path.join(self.switch.dir, f"carrier_{code}.xml")
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    @defer.inlineCallbacks
+    def test_final_refusals_are_not_failed_over(self):
+        port = free_port("127.0.0.2")
+        yield self.route_with_two_trunks(f"127.0.0.2:{port}")
+        refusals = (("486", "Busy Here"), ("404", "Not Found"), ("603", "Decline"))
+        for n, (code, reason) in enumerate(refusals):
+            carrier, log = self.carrier(self.rejecting(code, reason), "127.0.0.2", port,
+                                        name=f"reject{code}")
+            call = yield self.dial(f"0{n}")
+            self.assertEqual(call.status, int(code))
+            yield self.sipp_ok(carrier, f"carrier answering {code}")
+        self.assertFalse(os.path.exists(os.path.join(self.switch.dir, f"127.0.0.3-"
+                                                     f"{self.second_port}.log")))
+        self.assertNotIn("second", self.switch.output.split("via trunks")[-1].split("\n")[1:])
+
+    @defer.inlineCallbacks
+    def test_408_and_500_fail_over(self):
+        port = free_port("127.0.0.2")
+        yield self.route_with_two_trunks(f"127.0.0.2:{port}")
+        second, log = self.carrier("carrier_answer.xml", "127.0.0.3", self.second_port, calls=2)
+        for n, (code, reason) in enumerate((("408", "Request Timeout"),
+                                            ("500", "Server Internal Error"))):
+            carrier, _ = self.carrier(self.rejecting(code, reason), "127.0.0.2", port,
+                                      name=f"reject{code}")
+            call = yield self.dial(f"0{n}")
+            self.assertEqual(call.status, 200, code)
+            self.assertEqual((yield call.bye()), 200)
+            yield self.sipp_ok(carrier, f"carrier answering {code}")
+        yield self.sipp_ok(second, "the second carrier")
+        self.assertEqual(len(requests(log, "INVITE")), 2)
+
+    @defer.inlineCallbacks
+    def test_transport_failure_fails_over(self):
+        """The first trunk's proxy is a TCP port where nobody listens."""
+        closed = free_port("127.0.0.2")
+        yield self.route_with_two_trunks(f"127.0.0.2:{closed};transport=tcp")
+        second, log = self.carrier("carrier_answer.xml", "127.0.0.3", self.second_port)
+        call = yield self.dial("0123")
+        self.assertEqual(call.status, 200)
+        self.assertEqual((yield call.bye()), 200)
+        yield self.sipp_ok(second, "the second carrier")
+        self.assertEqual(len(requests(log, "INVITE")), 1)
