@@ -238,13 +238,14 @@ def main() -> int:
               f"{'gateway on cores %s, generator on core %d' % (sorted(gateway_cores), cores[-1]) if gateway_cores else 'no pinning'}; "
               f"load average before: {os.getloadavg()[0]:.2f}")
         print(f"# {'calls':>5} {'pkt/s':>7} {'loss %':>7} {'p50 ms':>7} {'p99 ms':>7} "
-              f"{'p99.9':>7} {'gw CPU%':>7} {'gen CPU%':>8} {'PSI':>6} | direct: {'p50':>6} {'p99':>6} {'loss %':>7}")
+              f"{'p99.9':>7} {'gw CPU%':>7} {'us/pkt':>6} {'gen CPU%':>8} {'PSI':>6} | direct: {'p50':>6} {'p99':>6} {'loss %':>7}")
         for calls in [int(x) for x in args.steps.split(",") if x]:
             r = relay_step(binary, control, [gateway.pid], calls, args.seconds,
                            not args.no_baseline)
             loss = 100.0 * (r["sent"] - r["received"]) / max(1, r["sent"])
             line = (f"  {calls:>5} {r['sent'] / args.seconds:>7.0f} {loss:>7.3f} {r['p50_ms']:>7.3f} "
                     f"{r['p99_ms']:>7.3f} {r['p999_ms']:>7.3f} {100 * r['gateway_cpu']:>7.1f} "
+                    f"{1e6 * r['gateway_cpu'] / max(1, r['sent'] / args.seconds):>6.2f} "
                     f"{100 * r['generator_cpu_s'] / r['elapsed_s']:>8.1f} {cpu_pressure():>6}")
             if "direct" in r:
                 d = r["direct"]
