@@ -118,3 +118,23 @@ class PasswordCommandTests(unittest.SynchronousTestCase):
     def test_refuses_short_password_and_bad_name(self):
         self.assertEqual(run(self.config, "manhole-password", "ops", stdin="short\n")[0], 1)
         self.assertEqual(run(self.config, "manhole-password", "a:b", stdin="long enough\n")[0], 2)
+
+
+class CheckConfigTests(unittest.SynchronousTestCase):
+    """``mssctl check-config`` names every problem of a file in one run."""
+
+    def test_every_problem_at_once(self):
+        path = os.path.join(self.mktemp(), "mss.toml")
+        os.makedirs(os.path.dirname(path))
+        with open(path, "w") as f:
+            f.write('[sip]\nport = "5060"\n'
+                    '[manhole]\nenabled = true\npasword_file = "x"\n'
+                    '[metrics]\nbind = "example.org"\n'
+                    '[shutdown]\ngrace_period = -1\n'
+                    '[admin2]\n')
+        code, out, err = run(path, "check-config", path)
+        self.assertEqual(code, 1, err)
+        lines = out.splitlines()
+        keys = sorted(line[len(path) + 2:].split(":")[0] for line in lines)
+        self.assertEqual(keys, ["admin2", "manhole.pasword_file", "metrics.bind",
+                                "shutdown.grace_period", "sip.port"])
