@@ -300,7 +300,8 @@ class ManholeService(service.Service):
         """The SSH factory, or None (logged) when nobody could log in."""
         checkers_ = []
         if self.settings["authorized_keys"]:
-            checkers_.append(SSHPublicKeyChecker(AuthorizedKeysFile(self.settings["authorized_keys"])))
+            keydb = AuthorizedKeysFile(self.settings["authorized_keys"])
+            checkers_.append(SSHPublicKeyChecker(keydb))
         if self.settings["password_file"]:
             checkers_.append(HashedPasswordChecker(self.settings["password_file"], self.reactor))
         if not checkers_:

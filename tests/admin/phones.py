@@ -83,8 +83,9 @@ class Phone:
         to_user = to_user or self.number
         to = f"<sip:{to_user}@mss.test>" + (f";tag={to_tag}" if to_tag else "")
         ctype = "Content-Type: application/sdp\n" if body else ""
+        branch = branch or "z9hG4bK" + secrets.token_hex(6)
         return (f"{method} {uri} SIP/2.0\n"
-                f"Via: SIP/2.0/UDP 127.0.0.1:{self.port};branch={branch or 'z9hG4bK' + secrets.token_hex(6)};rport\n"
+                f"Via: SIP/2.0/UDP 127.0.0.1:{self.port};branch={branch};rport\n"
                 f"Max-Forwards: 70\nFrom: <sip:{self.number}@mss.test>;tag={from_tag}\nTo: {to}\n"
                 f"Call-ID: {call_id}\nCSeq: {cseq} {method}\n"
                 f"Contact: <sip:{self.number}@127.0.0.1:{self.port}>\n{extra}{ctype}"

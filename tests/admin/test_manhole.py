@@ -8,7 +8,6 @@ import os
 import re
 import shutil
 import stat
-import sys
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from twisted.conch.ssh import keys

@@ -27,6 +27,10 @@ def _register(from_user: str, host: str = "mss.test", via_host: str = "127.0.0.1
                 "Call-ID: c\nCSeq: 1 REGISTER\nContent-Length: 0\n\n")
 
 
+def _is_trace(event) -> bool:
+    return event.get("log_format", "").startswith(("SIP {direction}", "SIP out"))
+
+
 class FakeEngine:
     def __init__(self):
         self.reloads = 0
@@ -189,10 +193,10 @@ class TraceTests(Base):
         events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
         self.ops.trace(True, extension="1002")
         self.a.register()
-        traced = [e for e in events if e.get("log_format", "").startswith("SIP {direction}") or e.get("log_format", "").startswith("SIP out")]
+        traced = [e for e in events if _is_trace(e)]
         self.assertEqual(traced, [])
         self.b.register()
-        traced = [e for e in events if e.get("log_format", "").startswith("SIP {direction}") or e.get("log_format", "").startswith("SIP out")]
+        traced = [e for e in events if _is_trace(e)]
         self.assertEqual({e["direction"] for e in traced if "direction" in e}, {"in"})
         self.assertTrue(any("REGISTER sip:mss.test" in e["text"] for e in traced))
         self.assertTrue(any(e["text"].startswith("SIP/2.0 200") for e in traced))
