@@ -322,9 +322,15 @@ class Call:
             self._b_provisional(leg, resp)
         elif status < 300:
             self._b_answered(leg, resp)
-        elif status in (401, 407) and leg.trunk is not None and leg.open and \
-                self._trunk_auth(leg, resp):
-            return
+        elif status in (401, 407) and leg.trunk is not None:
+            if leg.open and self._trunk_auth(leg, resp):
+                return
+            # the carrier refused our credentials: never relay its challenge to the caller
+            # (whose phone would answer it); the trunk is unusable, as with a 503: fail over
+            self.log.warn("call {call_id}: trunk {trunk} refused our credentials ({status}); "
+                          "check its password and auth ID", call_id=self.id,
+                          trunk=leg.trunk.name, status=status)
+            self._b_failed(leg, 503, "")
         else:
             self._b_failed(leg, status, resp.reason)
 

@@ -1,0 +1,286 @@
+# -*- test-case-name: tests.trunk.test_calls -*-
+"""Trunk calls in the call core (mss.call.call ring_trunks/_next_trunk/_trunk_auth and
+mss.call.manager _trunk_invite) with a real TrunkDispatcher: the INVITE a carrier gets,
+digest on the INVITE, failover rules, and per-direction counts released on every way a
+call ends. Driven through the call tests' in-memory switch (tests.call.fakes) and task.Clock;
+carriers are phones on 127.0.0.2 / 127.0.0.3."""
+from __future__ import annotations
+
+import itertools
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from mss.sip import digest
+from mss.sip.address import Address
+from mss.trunk.dispatcher import TrunkDispatcher
+from mss.trunk.model import Trunk
+from tests.call.fakes import SDP, Phone, Switch, sdp
+
+DOMAIN = "gd.ctcims.cn"
+_calls = itertools.count(1)
+AUTH_ID = "+8675512345678@gd.ctcims.cn"
+
+
+def trunk(name, host, **changes) -> Trunk:
+    values = dict(name=name, domain=DOMAIN, account="+8675512345678", auth_id=AUTH_ID,
+                  password="carrier-pw", proxy=f"{host}:5070", register=False, allow=(host,))
+    values.update(changes)
+    return Trunk(**values)
+
+
+class TrunkCallTestCase(SynchronousTestCase):
+    trunks = (trunk("first", "127.0.0.2"), trunk("second", "127.0.0.3"))
+    routes = (("0", ("first", "second"), 1, "+86"),)
+
+    def setUp(self):
+        self.sw = Switch(self)
+        for number in ("1001", "1002"):
+            self.sw.extension(number)
+        for t in self.trunks:
+            self.sw.store.put_trunk(t)
+        for prefix, names, strip, prepend in self.routes:
+            self.sw.store.add_route(prefix, list(names), strip=strip, prepend=prepend)
+        self.sw.store.add_did("+8675512345678", "1002")
+        self.d = TrunkDispatcher(self.sw.core, self.sw.clock, self.sw.store, resolve=lambda h: h)
+        self.d.reload()
+        self.sw.calls.trunks = self.d
+        self.sw.calls.router.trunks = self.d
+        self.a = self.sw.phone("1001", 5061, register=False)
+        self.b = self.sw.phone("1002", 5062)
+        self.c1 = self.carrier("127.0.0.2")
+        self.c2 = self.carrier("127.0.0.3")
+
+    def carrier(self, host: str) -> Phone:
+        p = Phone(self.sw, "carrier", 5070)
+        p.addr = Address("udp", host, 5070)
+        p.contact = f"sip:carrier@{host}:5070"
+        self.sw.phones[(host, 5070)] = p
+        return p
+
+    def dial(self, number="0755123"):
+        out = self.a.invite(number)
+        self.a.take(100)
+        return out
+
+    def released(self):
+        self.assertEqual(self.d.active, {})
+
+    def assert_clean(self):
+        self.sw.assert_clean(self)
+        self.released()
+
+
+class OutboundInviteTests(TrunkCallTestCase):
+    def test_invite_to_the_carrier(self):
+        out = self.dial("0755123")
+        inv = self.c1.incoming().invite
+        self.assertEqual(str(inv.uri), "sip:+86755123@gd.ctcims.cn")
+        self.assertEqual(str(inv.to.uri), "sip:+86755123@gd.ctcims.cn")
+        self.assertEqual(str(inv.from_.uri), "sip:1001@gd.ctcims.cn")
+        self.assertIn("100rel", inv.option_tags("supported"))
+        self.assertFalse(inv.option_tags("require"))
+        self.assertNotEqual(inv.call_id, out.call_id)
+        self.assertEqual(self.d.active, {("first", "out"): 1})
+        self.assertEqual(self.c2.inbox, [])
+
+    def test_caller_id_identity_and_uri_format(self):
+        self.sw.store.put_trunk(trunk("first", "127.0.0.2", from_user="+8675500000000",
+                                      from_display="ACME", identity="ppi", uri_format="tel",
+                                      prack="off"), replace=True)
+        self.d.reload()
+        self.a.invite("0755123", headers=[("P-Asserted-Identity", "<sip:1001@inside>"),
+                                          ("Privacy", "id")])
+        inv = self.c1.incoming().invite
+        self.assertEqual(str(inv.uri), "tel:+86755123")
+        self.assertEqual(str(inv.from_.uri), "sip:+8675500000000@gd.ctcims.cn")
+        self.assertEqual(inv.from_.display, "ACME")
+        self.assertIn("sip:+8675500000000@gd.ctcims.cn", inv.headers.get("p-preferred-identity"))
+        self.assertIsNone(inv.headers.get("p-asserted-identity"))   # the caller's is not leaked
+        self.assertEqual(inv.headers.get("privacy"), "id")
+        self.assertFalse(inv.option_tags("supported"))
+
+    def test_407_answered_with_the_auth_id(self):
+        self.dial()
+        inc = self.c1.incoming()
+        inc.respond(407, headers=[("Proxy-Authenticate", digest.challenge(DOMAIN, "nA"))])
+        self.c1.take("ACK")
+        again = self.c1.incoming().invite
+        creds = digest.parse_credentials(again.headers.get("proxy-authorization"))
+        self.assertEqual((creds.username, creds.realm, creds.uri),
+                         (AUTH_ID, DOMAIN, "sip:+86755123@gd.ctcims.cn"))
+        self.assertTrue(digest.verify(creds, digest.ha1("MD5", AUTH_ID, DOMAIN, "carrier-pw"),
+                                      "INVITE"))
+        self.assertEqual(again.call_id, inc.invite.call_id)
+        self.assertEqual(again.from_.tag, inc.invite.from_.tag)
+        self.assertEqual(again.cseq.number, 2)
+        self.assertEqual(self.a.kinds(), [])              # the caller sees nothing of it
+
+    def test_401_answered_with_authorization(self):
+        self.dial()
+        inc = self.c1.incoming()
+        inc.respond(401, headers=[("WWW-Authenticate", digest.challenge(DOMAIN, "nB"))])
+        again = self.c1.incoming().invite
+        self.assertIn(AUTH_ID, again.headers.get("authorization"))
+
+    def test_refused_credentials_fail_over_and_never_reach_the_caller(self):
+        """A carrier that challenges our answer again is not answered a third time; its
+        401/407 must not reach the extension (which would try its own credentials)."""
+        self.dial()
+        inc = self.c1.incoming()
+        inc.respond(407, headers=[("Proxy-Authenticate", digest.challenge(DOMAIN, "n1"))])
+        again = self.c1.incoming()
+        again.respond(407, headers=[("Proxy-Authenticate", digest.challenge(DOMAIN, "n2"))])
+        self.assertEqual(self.c1.kinds(), ["ACK", "ACK"])
+        self.c1.inbox.clear()
+        self.assertNotIn(407, self.a.kinds())
+        second = self.c2.incoming()
+        second.respond(503)
+        self.assertEqual(self.a.kinds(), [503])
+        self.assert_clean()
+
+
+class FailoverTests(TrunkCallTestCase):
+    def test_503_fails_over_then_the_answer_and_bye_release(self):
+        out = self.dial()
+        self.c1.incoming().respond(503)
+        inc = self.c2.incoming()
+        self.assertEqual(self.d.active, {("second", "out"): 1})
+        inc.respond(180)
+        self.a.take(180)
+        inc.respond(200, sdp(5000))
+        out.ack(self.a.take(200))
+        self.c2.take("ACK")
+        inc.request("BYE")                                 # the carrier hangs up
+        self.a.take("BYE")
+        self.released()
+        cdr = self.sw.cdrs()[0]
+        self.assertEqual((cdr.direction, cdr.disposition, cdr.trunk),
+                         ("outbound", "answered", "second"))
+
+    def test_timeout_fails_over(self):
+        """Timer B (32 s) on the first trunk; needs a ring time longer than that."""
+        self.sw.calls.no_answer_timeout = 60
+        self.dial()
+        self.c1.inbox.clear()
+        self.sw.advance(32.5)                              # Timer B
+        self.c2.incoming()
+        self.assertEqual(self.d.active, {("second", "out"): 1})
+
+    def test_transport_failure_fails_over(self):
+        self.dial()
+        self.c1.inbox.clear()
+        self.sw.core.transport_error(Address("udp", "127.0.0.2", 5070), self.sw.now())
+        self.sw.deliver()
+        self.c2.incoming()
+        self.assertEqual(self.d.active, {("second", "out"): 1})
+
+    def test_no_failover_on_busy_decline_not_found(self):
+        for status in (486, 603, 404):
+            self.dial()
+            inc = self.c1.incoming()
+            inc.respond(status)
+            self.assertEqual(self.a.kinds(), [status])
+            self.a.inbox.clear()
+            self.c1.inbox.clear()
+            self.assertEqual(self.c2.inbox, [])
+            self.released()
+        self.assert_clean()
+
+    def test_every_trunk_failing_gives_the_caller_the_first_5xx(self):
+        self.dial()
+        self.c1.incoming().respond(500)
+        self.c2.incoming().respond(503)
+        self.assertEqual(self.a.kinds(), [500])
+        self.assert_clean()
+
+
+class ReleaseTests(TrunkCallTestCase):
+    def test_caller_cancels_while_the_carrier_rings(self):
+        out = self.dial()
+        inc = self.c1.incoming()
+        inc.respond(180)
+        out.cancel()
+        self.assertIn(487, self.a.kinds())
+        cancel = self.c1.take("CANCEL")
+        inc.respond(200, request=cancel)
+        inc.respond(487)
+        self.released()
+        self.assert_clean()
+
+    def test_no_answer(self):
+        self.dial()
+        self.c1.incoming().respond(180)
+        self.sw.advance(31)
+        self.assertIn(480, self.a.kinds())
+        self.released()
+
+    def test_caller_hangs_up(self):
+        out = self.dial()
+        inc = self.c1.incoming()
+        inc.respond(200, sdp(5000))
+        out.ack(self.a.take(200))
+        self.assertEqual(self.d.active, {("first", "out"): 1})
+        out.request("BYE")
+        bye = self.c1.take("BYE")
+        inc.respond(200, request=bye)
+        self.released()
+
+    def test_limits_refuse_before_sending(self):
+        self.sw.store.put_trunk(trunk("first", "127.0.0.2", max_out=0), replace=True)
+        self.sw.store.put_trunk(trunk("second", "127.0.0.3", max_out=0), replace=True)
+        self.d.reload()
+        self.dial()
+        self.assertEqual(self.a.kinds(), [403])            # every trunk forbids: 403
+        self.a.inbox.clear()
+        self.sw.store.put_trunk(trunk("second", "127.0.0.3", max_out=1), replace=True)
+        self.d.reload()
+        self.dial()
+        self.c2.incoming().respond(180)
+        self.dial()
+        self.assertEqual(self.a.kinds(), [180, 503])       # one forbids, one is full: 503
+        self.assertEqual(self.c1.inbox, [])
+        self.assertEqual(self.d.active, {("second", "out"): 1})
+
+
+class InboundTests(TrunkCallTestCase):
+    def inbound(self, carrier, number="+8675512345678", scheme="sip"):
+        p = carrier
+        uri = f"tel:{number}" if scheme == "tel" else f"sip:{number}@127.0.0.1"
+        lines = [f"INVITE {uri} SIP/2.0", f"Via: {p.via()}",
+                 f"From: <sip:+8613800138000@{DOMAIN}>;tag=cin{next(_calls)}", f"To: <{uri}>",
+                 f"Call-ID: in-{next(_calls)}", "CSeq: 1 INVITE",
+                 f"Contact: <{p.contact}>", "Max-Forwards: 70", "Content-Type: application/sdp",
+                 f"Content-Length: {len(SDP)}"]
+        p.send(("\r\n".join(lines) + "\r\n\r\n").encode() + SDP)
+
+    def test_did_rings_the_extension_and_counts_in(self):
+        self.inbound(self.c1, scheme="tel")
+        inc = self.b.incoming()
+        self.assertEqual(self.d.active, {("first", "in"): 1})
+        self.assertEqual(inc.invite.from_.uri.number, "+8613800138000")
+        inc.respond(486)
+        self.assertIn(486, self.c1.kinds())
+        self.released()
+
+    def test_callee_offline_releases(self):
+        self.sw.bindings.remove_all("1002")
+        self.inbound(self.c1)
+        self.assertIn(480, self.c1.kinds())
+        self.released()
+
+    def test_limits(self):
+        self.sw.store.put_trunk(trunk("first", "127.0.0.2", max_in=1), replace=True)
+        self.sw.store.put_trunk(trunk("second", "127.0.0.3", max_in=0), replace=True)
+        self.d.reload()
+        self.inbound(self.c2)
+        self.assertIn(403, self.c2.kinds())
+        self.inbound(self.c1)
+        self.b.incoming().respond(180)
+        self.c1.inbox.clear()
+        self.inbound(self.c1, number="8675512345678")
+        self.assertIn(503, self.c1.kinds())
+
+    def test_unknown_did_404(self):
+        self.inbound(self.c1, number="+8675599999999")
+        self.assertIn(404, self.c1.kinds())
+        self.released()
