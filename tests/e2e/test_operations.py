@@ -157,6 +157,19 @@ class GracefulShutdownTests(OperationsTestCase):
         self.assertIn("shutting down: no live calls", self.switch.output)
 
 
+class SignalTests(OperationsTestCase):
+    @defer.inlineCallbacks
+    def test_sighup_reloads_services(self):
+        os.kill(self.switch.process.pid, signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while "SIGHUP: " not in self.switch.output:
+            self.assertLess(time.monotonic(), deadline, self.switch.output[-2000:])
+            yield task.deferLater(reactor, 0.1, lambda: None)
+        self.assertFalse(self.switch.proto.ended.called)               # still running
+        out = yield self.mssctl("status")
+        self.assertIn("accepting new calls: yes", out)
+
+
 class LiveInspectionTests(OperationsTestCase):
     @defer.inlineCallbacks
     def metrics(self) -> str:
