@@ -17,8 +17,6 @@ last response).
 """
 from __future__ import annotations
 
-import time
-
 from mss.admin.cli import CommandError, format_table
 from mss.store.interface import StoreError
 from mss.trunk.model import PRACK_POLICIES, URI_FORMATS, Trunk
@@ -120,7 +118,7 @@ def trunk_list(args, ctx) -> int:
 
 def trunk_status(args, ctx) -> int:
     status = ctx.store.list_trunk_status()
-    now = time.time()
+    now = ctx.now()
     rows = []
     for t in ctx.store.list_trunks():
         s = status.get(t.name)
@@ -142,7 +140,7 @@ def trunk_status(args, ctx) -> int:
 
 
 def trunk_remove(args, ctx) -> int:
-    if not ctx.store.remove_trunk(args.name):
+    if not _store_call(ctx.store.remove_trunk, args.name):
         raise CommandError(f"no trunk named {args.name}")
     ctx.out.write(f"trunk {args.name} removed\n")
     return 0

@@ -53,7 +53,15 @@ class TrunkStoreMixin:
         return [_trunk(r) for r in self._read(f"SELECT {_TRUNK_COLUMNS} FROM trunks ORDER BY name")]
 
     def remove_trunk(self, name: str) -> bool:
+        """False when there is no such trunk; StoreError while an outbound route uses it (a
+        route silently losing its trunk would change where calls go)."""
         with self._write() as conn:
+            users = [str(rid) for rid, trunks in
+                     conn.execute("SELECT id, trunks FROM routes ORDER BY id")
+                     if name in json.loads(trunks)]
+            if users:
+                raise StoreError(f"trunk {name} is used by route {', '.join(users)}; "
+                                 "remove or change the route first")
             conn.execute("DELETE FROM trunk_status WHERE name = ?", (name,))
             return conn.execute("DELETE FROM trunks WHERE name = ?", (name,)).rowcount > 0
 
@@ -112,6 +120,8 @@ class TrunkStoreMixin:
             check_digits(number, "DID")
         except TrunkError as e:
             raise StoreError(str(e))
+        if not number.lstrip("+"):
+            raise StoreError("a DID needs at least one digit")
         with self._write() as conn:
             self._require(conn, extension)
             conn.execute("INSERT OR REPLACE INTO dids (number, extension) VALUES (?, ?)",

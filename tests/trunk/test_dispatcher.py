@@ -84,11 +84,11 @@ class OutboundTests(DispatcherTestCase):
         self.assertEqual(self.plan("00123", "1002"), [("b", "00123")])
         self.assertEqual(self.plan("00123", None), [("b", "00123")])
 
-    def test_disabled_or_removed_trunks_are_skipped(self):
+    def test_disabled_trunks_are_skipped(self):
         self.store.add_route("00", ["a"])
         self.store.add_route("0", ["b", "c"])
         self.store.put_trunk(trunk("a", enabled=False), replace=True)
-        self.store.remove_trunk("b")
+        self.store.put_trunk(trunk("b", enabled=False), replace=True)
         self.d.reload()
         self.assertEqual(self.plan("00123"), [("c", "00123")])
 
