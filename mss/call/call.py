@@ -454,8 +454,6 @@ class Call:
         if self.m.max_duration:
             self.timers.append(self.m.timers.call_at(self.m.now() + self.m.max_duration,
                                                      self._max_duration))
-        self.log.info("call {call_id} answered: {caller} -> {callee}", call_id=self.id,
-                      caller=self.caller, callee=self.callee)
 
     def _b_failed(self, leg: BLeg, status: int, reason: str) -> None:
         if leg.state in ("failed",):
