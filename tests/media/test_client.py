@@ -79,3 +79,39 @@ class PassThroughTests(SynchronousTestCase):
         self.assertEqual(self.successResultOf(m.ping()), {"result": "pong"})
         self.successResultOf(m.delete("c"))
         self.failureResultOf(m.room_join("r", "c", "a"), MediaError)
+
+
+class MediaAnchorTests(SynchronousTestCase):
+    def setUp(self):
+        self.clock = Clock()
+        self.client = NgClient(self.clock, "127.0.0.1:22222", timeout=5)
+        self.port = self.client._port = FakePort()
+        from mss.media.client import MediaAnchor
+        self.anchor = MediaAnchor(self.client)
+
+    def reply(self, message):
+        cookie, sent = ng.parse(self.port.written[-1][0])
+        self.client._received(ng.format(cookie, message), None)
+        return sent
+
+    def test_offer_answer_return_sdp(self):
+        d = self.anchor.offer("c1", "ta", b"v=0\r\n", "A")
+        sent = self.reply({"result": "ok", "sdp": "v=0\r\nrewritten"})
+        self.assertEqual(sent, {"command": "offer", "call-id": "c1", "from-tag": "ta", "sdp": "v=0\r\n",
+                                "ICE": "remove", "replace": ["origin"], "label": "A"})
+        self.assertEqual(self.successResultOf(d), b"v=0\r\nrewritten")
+        d = self.anchor.answer("c1", "ta", "tb", b"v=0\r\n", "B")
+        self.reply({"result": "error", "error-reason": "Ran out of ports"})
+        self.assertEqual(self.failureResultOf(d, MediaError).value.reason, "Ran out of ports")
+
+    def test_delete_fire_and_forget(self):
+        self.assertIsNone(self.anchor.delete("c1"))
+        self.reply({"result": "error", "error-reason": "Unknown call-id"})
+        self.assertIsNone(self.anchor.delete("c2"))
+        for _ in range(12):
+            self.clock.advance(0.5)         # timed out: logged, not raised
+        self.flushLoggedErrors()
+
+    def test_provides_the_call_cores_seam(self):
+        from mss.call.media import IMediaAnchor
+        verifyObject(IMediaAnchor, self.anchor)
