@@ -18,7 +18,7 @@ local function feature(call, dialled)
 end
 
 local function terminating(call, callee)
-  if callee.exists and mss.ext_data(call.callee, "on") then
+  if callee.exists and mss.ext_data(call.callee).on then
     return mss.reject(mss.setting("reject_code") or 486,
                       mss.setting("reject_reason") or "Do Not Disturb")
   end

@@ -47,43 +47,39 @@ local function feature(call, dialled)
   return mss.feature_done("confirm")
 end
 
-local function target(number, kind)
-  local to = mss.ext_data(number, kind)
-  if to and allowed(number) then return to end
-  return nil
+-- the forwarding data of an extension (one table) when it may forward, else nil
+local function forwards(number)
+  local data = mss.ext_data(number)
+  if next(data) == nil or not allowed(number) then return nil end
+  return data
 end
 
 local function terminating(call, callee)
   if not callee.exists then return nil end
-  local number = call.callee
-  local to = target(number, "unconditional")
-  if to then return mss.redirect(to, "unconditional") end
+  local data = forwards(call.callee)
+  if not data then return nil end
+  if data.unconditional then return mss.redirect(data.unconditional, "unconditional") end
   if not callee.registered then
-    to = target(number, "unreachable")
-    if to then return mss.redirect(to, "unreachable") end
+    if data.unreachable then return mss.redirect(data.unreachable, "unreachable") end
     return nil
   end
-  if callee.busy then
-    to = target(number, "busy")
-    if to then return mss.redirect(to, "busy") end
-  end
-  if target(number, "no_answer") then
-    local ring = tonumber(mss.ext_data(number, "ring_time"))
-              or tonumber(mss.setting("default_ring_time")) or 20
+  if callee.busy and data.busy then return mss.redirect(data.busy, "busy") end
+  if data.no_answer then
+    local ring = tonumber(data.ring_time) or tonumber(mss.setting("default_ring_time")) or 20
     return mss.continue({ring_timeout = ring})
   end
   return nil
 end
 
 local function busy(call)
-  local to = target(call.callee, "busy")
-  if to then return mss.redirect(to, "busy") end
+  local data = forwards(call.callee)
+  if data and data.busy then return mss.redirect(data.busy, "busy") end
   return nil
 end
 
 local function no_answer(call)
-  local to = target(call.callee, "no_answer")
-  if to then return mss.redirect(to, "no_answer") end
+  local data = forwards(call.callee)
+  if data and data.no_answer then return mss.redirect(data.no_answer, "no_answer") end
   return nil
 end
 

@@ -153,6 +153,7 @@ class _Api:
         self.row_data: dict[str, list] = {}
         self.ext_cache: dict[str, Any] = {}
         self.data_cache: dict[str, dict] = {}
+        self.data_tables: dict[str, Any] = {}
 
     def functions(self) -> dict[str, Callable]:
         return {"setting": self.setting, "ext_data": self.ext_data,
@@ -165,12 +166,22 @@ class _Api:
         self.calls_left = API_CALLS_PER_HOOK
         self.lines_left = LOG_LINES_PER_HOOK
 
+    def _cached(self, build: Callable[[], Any]) -> Any:
+        """Build a value the engine keeps in the runtime; its memory is not the script's."""
+        before = self.sandbox.memory_used()
+        value = build()
+        self.sandbox.engine_bytes += max(0, self.sandbox.memory_used() - before)
+        return value
+
     def invalidate(self) -> None:
+        if self.sandbox is not None:
+            self.sandbox.engine_bytes = 0
         self.settings = None
         self.rows_cache.clear()
         self.row_data.clear()
         self.ext_cache.clear()
         self.data_cache.clear()
+        self.data_tables.clear()
 
     @staticmethod
     def _store(method: Callable, *args: Any) -> Any:
@@ -210,9 +221,17 @@ class _Api:
             self.data_cache[extension] = data
         return data
 
-    def ext_data(self, extension: Any, key: Any) -> Any:
+    def ext_data(self, extension: Any, key: Any = None) -> Any:
+        """One value, or without a key every value of the extension as a (cached) table."""
         self._count()
         extension = self._text(extension, "extension")
+        if key is None:
+            cached = self.data_tables.get(extension)
+            if cached is None:
+                data = self._data(extension)
+                cached = self._cached(lambda: self.sandbox.to_lua(dict(data)))
+                self.data_tables[extension] = cached
+            return cached
         key = self._text(key, "key")
         return self.sandbox.to_lua(self._data(extension).get(key))
 
@@ -235,6 +254,7 @@ class _Api:
         else:
             data[key] = value
         self.data_cache[extension] = data
+        self.data_tables.pop(extension, None)
         return True
 
     def _rows(self, table: str) -> list[dict]:
@@ -250,7 +270,8 @@ class _Api:
         table = self._text(table, "table name")
         cached = self.rows_cache.get(table)
         if cached is None:
-            cached = self.sandbox.to_lua(self._rows(table))
+            rows = self._rows(table)
+            cached = self._cached(lambda: self.sandbox.to_lua(rows))
             self.rows_cache[table] = cached
         return cached
 
@@ -276,7 +297,7 @@ class _Api:
                     value2 = row.get(field2)
                     if _is_key(value2):
                         groups.setdefault(value, {}).setdefault(value2, row)
-            cached = self.sandbox.to_lua(groups)
+            cached = self._cached(lambda: self.sandbox.to_lua(groups))
             self.rows_cache[key] = cached
         return cached
 
@@ -292,7 +313,7 @@ class _Api:
                 value = {"number": record.number, "name": record.name or "", "exists": True,
                          "enabled": bool(record.enabled), "level": int(record.call_level),
                          "permissions": {p: True for p in record.permissions}}
-            cached = self.sandbox.to_lua(value)
+            cached = self._cached(lambda: self.sandbox.to_lua(value))
             self.ext_cache[number] = cached
         return cached
 
@@ -394,8 +415,7 @@ class ServiceEngine:
     def _load(self, name: str, path: str, source: str, digest: str) -> Service:
         api = _Api(self, name)
         sandbox = Sandbox(name, instruction_budget=self.instruction_budget,
-                          memory_limit=self.memory_limit, api=api.functions(),
-                          random=api.random)
+                          memory_limit=self.memory_limit, api=api.functions())
         api.sandbox = sandbox
         api.begin("")
         chunk = sandbox.compile(source)
@@ -644,6 +664,8 @@ class ServiceEngine:
             result = service.sandbox.call(service.hooks[hook], *args)
             decision = self._decision(hook, result)
         except SCRIPT_FAULTS as e:
+            if service.sandbox.internal_error:      # already logged with its traceback
+                return None
             self._fault(service, hook, call_id, e)
             return None
         except Exception:

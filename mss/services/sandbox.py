@@ -18,6 +18,17 @@ Every call into the script (``Sandbox.call``) runs with a count hook set from Py
 from Python in ``finally``: once the budget is spent the hook raises and re-arms itself to fire
 on every instruction, so ``pcall`` cannot swallow it.
 
+Memory. lupa's allocator cap makes Lua raise "not enough memory", which is safe only inside a
+protected call: an allocation refused while Python itself builds a table in the runtime (for
+example ``table_from``) aborts the whole process with a Lua PANIC. So the cap is armed only
+while script code runs, and every way Python touches the runtime while it is armed allocates
+nothing: hooks are entered through a Lua trampoline that takes one prepared table and leaves
+its results in it; the Python API functions are reachable only through Lua wrappers that let
+strings (valid UTF-8, at most ``MAX_ARGUMENT`` bytes), numbers, booleans and nil through, and
+the Python side lifts the cap while it works, never raises into Lua and answers with a table
+``{ok, value}`` built before the cap is re-armed. The cap is ``memory_limit`` plus what the
+engine itself cached in the runtime (rows, indexes, extension records).
+
 Faults: ``LuaError`` (with ``LuaMemoryError`` and ``LuaSyntaxError``), ``ScriptError`` (an API
 function refused its arguments) and ``UnicodeDecodeError`` (the script produced a string that
 is not UTF-8) are the script's faults (``SCRIPT_FAULTS``); anything else is a bug in mss.
@@ -28,6 +39,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from lupa import lua54
+from twisted.logger import Logger
 
 LuaError = lua54.LuaError
 LuaMemoryError = lua54.LuaMemoryError
@@ -42,6 +54,9 @@ SCRIPT_FAULTS = (LuaError, ScriptError, UnicodeDecodeError)
 MAX_SUBJECT = 4096
 """Longest subject string accepted by string.find/match/gmatch/gsub inside a service."""
 
+MAX_ARGUMENT = 4096
+"""Longest string a script may pass to an mss API function."""
+
 MAX_SOURCE = 256 * 1024
 """Largest service file accepted."""
 
@@ -54,7 +69,7 @@ _REMOVED_GLOBALS = ("python", "debug", "io", "os", "package", "require", "load",
 # budget hook, the environment factory, the compiler and the `mss` table (to be completed by
 # Python with its callbacks). Everything dangerous stays in upvalues the script cannot reach.
 _PRELUDE = r"""
-local MAX_SUBJECT, BUDGET_MESSAGE = ...
+local MAX_SUBJECT, BUDGET_MESSAGE, MAX_ARGUMENT = ...
 local sethook, load, error, type, select = debug.sethook, load, error, type, select
 local rawget, setmetatable, getmetatable = rawget, setmetatable, getmetatable
 local tostring, pairs = tostring, pairs
@@ -115,7 +130,49 @@ local function compile(source, name)
   return chunk
 end
 
-return budget_hook, compile, mss, safe_math
+-- Python functions are reached only through these wrappers: nothing but plain values crosses
+local utf8_len = utf8.len
+local function plain(value, name)
+  local t = type(value)
+  if t == "string" then
+    if #value > MAX_ARGUMENT or not utf8_len(value) then
+      error(name .. ": string arguments must be valid UTF-8 of at most " .. MAX_ARGUMENT
+            .. " bytes", 3)
+    end
+  elseif t ~= "nil" and t ~= "number" and t ~= "boolean" then
+    error(name .. ": arguments must be strings, numbers, booleans or nil, not " .. t, 3)
+  end
+end
+
+local function wrap(name, py)
+  return function(...)
+    local n = select("#", ...)
+    if n > 3 then error(name .. ": at most 3 arguments", 2) end
+    local a, b, c = ...
+    plain(a, name); plain(b, name); plain(c, name)
+    local box = py(n, a, b, c)
+    if box[1] then return box[2] end
+    error(name .. ": " .. box[2], 2)
+  end
+end
+
+local function install(name, py)
+  if name == "math.random" then safe_math.random = wrap(name, py)
+  else mss[name] = wrap("mss." .. name, py) end
+end
+
+-- Enters script code: one prepared table in, results left in it (nothing to allocate outside)
+local unpack = table.unpack
+local function trampoline(box)
+  local ok, result = pcall(box.f, unpack(box, 1, box.n))
+  if not ok and type(result) ~= "string" then
+    result = "error object is a " .. type(result) .. " value"
+  end
+  box.ok = ok
+  box.result = result
+end
+
+return budget_hook, compile, install, trampoline, mss
 """
 
 # Decision constructors seen by scripts: plain tables the engine validates on return.
@@ -144,29 +201,74 @@ def _deny_attributes(obj: Any, name: Any, is_setting: bool) -> Any:
 
 
 class Sandbox:
-    """A Lua 5.4 runtime prepared for one service; ``call`` runs script code under budget."""
+    """A Lua 5.4 runtime prepared for one service; ``call`` runs script code under budget.
+
+    ``api`` maps names to Python functions that become ``mss.<name>`` (and ``random`` also
+    ``math.random``). They receive plain Python values, may raise ``ScriptError`` to refuse
+    (the script gets a Lua error), and return plain values or tables built with ``to_lua``.
+    """
+    log = Logger()
 
     def __init__(self, name: str, *, instruction_budget: int, memory_limit: int,
-                 api: dict[str, Callable] | None = None,
-                 random: Callable | None = None):
+                 api: dict[str, Callable] | None = None):
         self.name = name
         self.instruction_budget = instruction_budget
+        self.memory_limit = memory_limit
+        self.engine_bytes = 0          # memory the engine's caches hold in this runtime
+        self.internal_error = False    # an API function hit a bug in mss during this call
         self.runtime = lua54.LuaRuntime(
             register_eval=False, register_builtins=False, unpack_returned_tuples=True,
             max_memory=memory_limit, attribute_filter=_deny_attributes)
+        self.runtime.set_max_memory(0)      # armed only while script code runs
+        self._answer = self.runtime.table_from([False, False])
+        self._box = self.runtime.table_from({"f": False, "n": 0, "ok": False, "result": False})
         lua_globals = self.runtime.globals()
         self._sethook = lua_globals.debug.sethook
         load = lua_globals.load
         prelude = load(_PRELUDE, "=prelude", "t")
-        self._hook, self._compile, self.mss, math_table = prelude(MAX_SUBJECT, BUDGET_MESSAGE)
-        load(_MSS_LUA, "=mss", "t")(self.mss)
+        self._hook, self._compile, install, self._trampoline, mss = prelude(
+            MAX_SUBJECT, BUDGET_MESSAGE, MAX_ARGUMENT)
+        load(_MSS_LUA, "=mss", "t")(mss)
         for name_ in _REMOVED_GLOBALS:
             lua_globals[name_] = None
         for key, function in (api or {}).items():
-            self.mss[key] = function
-        if random is not None:
-            math_table["random"] = random
-        self.table = self.runtime.table_from
+            install(key, self._callback(key, function))
+            if key == "random":
+                install("math.random", self._callback(key, function))
+
+    # -- the memory cap ----------------------------------------------------------------------
+
+    def _arm(self) -> None:
+        self.runtime.set_max_memory(self.memory_limit + self.engine_bytes)
+
+    def _disarm(self) -> None:
+        self.runtime.set_max_memory(0)
+
+    def _callback(self, name: str, function: Callable) -> Callable:
+        answer = self._answer       # one reply table: the Lua wrapper reads it at once
+
+        def callback(n, *args):
+            self._disarm()
+            try:
+                try:
+                    value = function(*args[:n])
+                except ScriptError as e:
+                    answer[1], answer[2] = False, str(e)[:300]
+                except UnicodeDecodeError:
+                    answer[1], answer[2] = False, "invalid UTF-8"
+                except Exception:
+                    self.internal_error = True
+                    self.log.failure("mss.{function} of service {service} failed (bug in mss)",
+                                     function=name, service=self.name)
+                    answer[1], answer[2] = False, "internal error in mss"
+                else:
+                    answer[1], answer[2] = True, value
+                return answer
+            finally:
+                self._arm()
+        return callback
+
+    # -- running script code -----------------------------------------------------------------
 
     def compile(self, source: str) -> Any:
         """Compile text source (never bytecode) into a function running in a fresh env."""
@@ -175,15 +277,36 @@ class Sandbox:
         return self._compile(source, self.name)
 
     def call(self, function: Any, *args: Any) -> Any:
-        """Call Lua ``function`` with the instruction budget armed; always disarm it."""
+        """Call Lua ``function`` with the budget and the memory cap armed; disarm both after.
+
+        Returns the function's first result; raises ``LuaError``/``LuaMemoryError`` for a
+        script fault.
+        """
+        box = self._box
+        box["f"] = function
+        box["n"] = len(args)
+        for i, arg in enumerate(args, 1):
+            box[i] = arg
+        self.internal_error = False
         self._sethook(self._hook, "", self.instruction_budget)
+        self._arm()
         try:
-            return function(*args)
+            self._trampoline(box)
         finally:
+            self._disarm()
             self._sethook()
+        result = box["result"]
+        if box["ok"]:
+            return result
+        if result == "not enough memory":
+            raise LuaMemoryError(result)
+        raise LuaError(result)
 
     def to_lua(self, value: Any) -> Any:
-        """A JSON-like Python value (from the store) as Lua values built in this runtime."""
+        """A JSON-like Python value (from the store) as Lua values built in this runtime.
+
+        Only while the cap is disarmed (between calls, or inside an API function).
+        """
         if isinstance(value, (dict, list, tuple)):
             return self.runtime.table_from(value, recursive=True)
         return value

@@ -109,7 +109,7 @@ class IsolationTests(EngineCase):
 
     def test_api_call_limit(self):
         source = "return {originating = function(c) for i = 1, 5000 do mss.setting('x') end end}"
-        engine = self.engine({"svc": source})
+        engine = self.engine({"svc": source}, instruction_budget=10 ** 6)
         engine.originating(facts())
         self.assertIn("mss API calls", engine.service("svc").last_error)
 
@@ -356,3 +356,113 @@ class CacheTests(EngineCase):
         config = from_dict({"services": {"path": self.directory, "max_failures": 2}})
         engine = ServiceEngine.from_config(config, self.store)
         self.assertEqual((engine.services, engine.max_failures), (("a",), 2))
+
+
+class IndexTests(EngineCase):
+
+    def test_index_one_and_two_fields(self):
+        for row in ({"a": "x", "b": "1"}, {"a": "x", "b": "2"}, {"a": "y", "b": "1"},
+                    {"a": "x", "b": "1", "n": "dup"}, {"b": "no a"}, {"a": True, "b": "3"}):
+            self.store.add_row("svc", "t", row)
+        source = """
+        return {originating = function(c)
+          local one, two = mss.index("t", "a"), mss.index("t", "a", "b")
+          local out = {#one.x, #one.y, one.x[1].id, tostring(two.x["1"].n), two.y["1"].id,
+                       tostring(two.z), tostring(mss.index("t", "a") == one),
+                       tostring(#mss.rows("t"))}
+          return mss.reject(480, table.concat(out, ","))
+        end}"""
+        engine = self.engine({"svc": source})
+        self.assertEqual(engine.originating(facts()).reason, "3,1,1,nil,3,nil,true,6")
+
+    def test_big_table_costs_no_instructions(self):
+        for i in range(20000):
+            self.store.add_row("svc", "t", {"k": str(i)})
+        source = 'return {originating = function(c) ' \
+                 'return mss.reject(480, mss.index("t", "k")["19999"][1].k) end}'
+        engine = self.engine({"svc": source}, instruction_budget=1000)
+        self.assertEqual(engine.originating(facts()).reason, "19999")
+
+
+MEMORY_HOG = r'''
+hog = {}
+local function fill()
+  pcall(function() while true do hog[#hog + 1] = string.rep("x", 512) .. #hog end end)
+end
+return {
+  features = {"*1"},
+  originating = function(call)
+    fill()
+    local results = {}
+    for _, f in ipairs({function() return mss.setting("k") end,
+                        function() return mss.rows("t") end,
+                        function() return mss.index("t", "k") end,
+                        function() return mss.extension("1001") end,
+                        function() return mss.ext_data("1001", "k") end,
+                        function() return mss.set_ext_data("1001", "k", "v") end,
+                        function() return mss.log("info", "at the cap") end,
+                        function() return mss.random(10) end,
+                        function() error({}) end,
+                        function() error(string.rep("e", 100)) end}) do
+      results[#results + 1] = tostring((pcall(f)))
+    end
+    return mss.reject(480, "full")
+  end,
+  feature = function(call, dialled) fill() return mss.feature_done() end,
+}
+'''
+
+_HOG_RUNNER = r'''
+import sys
+sys.path[:0] = [{root!r}]
+from tests.services.fakes import MemoryServiceStore, facts, write_services
+from mss.services.engine import ServiceEngine
+store = MemoryServiceStore()
+store.add_extension("1001")
+for i in range(3000):
+    store.add_row("hog", "t", {{"k": str(i), "pad": "p" * 100}})
+write_services({directory!r}, {{"hog": {source!r}}})
+engine = ServiceEngine(store, {directory!r}, memory_limit=512 * 1024,
+                       instruction_budget=10 ** 7, max_failures=1000)
+assert engine.reload().ok
+for i in range(20):
+    engine.originating(facts(call_id="c%d" % i, caller="%d" % (5000 + i)))
+    engine.feature_code("*1%d" % i, facts(call_id="f%d" % i))
+    if i % 5 == 0:
+        engine.invalidate_caches()
+print("survived", engine.service("hog").faults)
+'''
+
+
+class MemoryCapTests(EngineCase):
+    """A service at its memory cap must never bring the process down.
+
+    Lua raising "not enough memory" outside a protected call aborts the process (PANIC), so
+    this runs in a child process: a regression shows as a failed test, not a dead test run.
+    """
+
+    def test_service_at_the_cap_cannot_crash_the_switch(self):
+        import subprocess
+        import sys
+        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        code = _HOG_RUNNER.format(root=root, directory=self.directory, source=MEMORY_HOG)
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              timeout=60)
+        self.assertEqual(done.returncode, 0, done.stderr[-2000:])
+        self.assertIn("survived", done.stdout)
+
+    def test_cap_holds_and_service_recovers(self):
+        source = """
+        local hog = {}
+        return {originating = function(call)
+          if call.caller == "fill" then
+            while true do hog[#hog + 1] = string.rep("x", 512) .. #hog end
+          elseif call.caller == "free" then hog = {} end
+          return mss.reject(480, tostring(#hog))
+        end}"""
+        engine = self.engine({"svc": source}, memory_limit=256 * 1024,
+                             instruction_budget=10 ** 7)
+        self.assertEqual(engine.originating(facts(caller="fill")), Decision())
+        self.assertIn("not enough memory", engine.service("svc").last_error)
+        self.assertLess(engine.service("svc").sandbox.memory_used(), 300 * 1024)
+        self.assertEqual(engine.originating(facts(caller="free")).reason, "0")
