@@ -1,10 +1,12 @@
 # -*- test-case-name: tests.services.test_commands -*-
 """``mssctl services ...``: list, check and reload the Lua services, and their settings.
 
-mssctl never talks to the switch directly. ``services reload`` increments the
-``_engine``/``reload_request`` setting in the store; the running switch notices it on its next
-store poll (``[store] poll_interval``), reloads, and writes ``_engine``/``reload_result``, which
-mssctl waits for (``--timeout``, default 5 s; 0 returns at once). ``services list`` shows the
+``services reload`` asks the running switch through its control socket (``mss.admin.control``,
+like ``mssctl reload``) when the socket exists. Otherwise (or with ``--via-store``) it
+increments the ``_engine``/``reload_request`` setting in the store; the running switch notices
+it on its next store poll (``[store] poll_interval``), reloads, and writes
+``_engine``/``reload_result``, which mssctl waits for (``--timeout``, default 5 s; 0 returns at
+once). This path also works for a switch on another host sharing the database. ``services list`` shows the
 files and the health the switch last published (``_engine``/``status``). ``services check``
 loads the files in sandboxes exactly as the switch would, without a running switch.
 """
@@ -29,6 +31,8 @@ def add_parser(subparsers) -> None:
     q = sub.add_parser("reload", help="ask the running switch to reload changed services")
     q.add_argument("--timeout", type=float, default=5.0, metavar="S",
                    help="seconds to wait for the switch's answer (0: do not wait)")
+    q.add_argument("--via-store", action="store_true",
+                   help="ask through the store even when the control socket answers")
     q.set_defaults(func=reload)
     q = sub.add_parser("check", help="load the service files in sandboxes and report")
     q.add_argument("directory", nargs="?", metavar="DIR",
@@ -91,9 +95,33 @@ def _write_report(ctx, result: dict) -> int:
     return 1 if failed else 0
 
 
+def _ask_switch(ctx) -> dict | None:
+    """The reload report through the control socket, or None when no switch answers there."""
+    try:
+        from mss.admin.control import ControlClient, ControlError
+        from mss.admin.operations import control_socket_path
+    except ImportError:
+        return None
+    path = control_socket_path(ctx.config)
+    if not os.path.exists(path):
+        return None
+    try:
+        answer = ControlClient(path).request("services-reload")
+    except ControlError as e:
+        ctx.err.write(f"mssctl: warning: {e}; asking through the store instead\n")
+        return None
+    if not answer.get("ok"):
+        raise CommandError(str(answer.get("error", "the switch refused the request")), 1)
+    return answer.get("report") or {}
+
+
 def reload(args, ctx) -> int:
     if args.timeout < 0:
         raise CommandError("--timeout must not be negative", 2)
+    if not args.via_store:
+        report = _ask_switch(ctx)
+        if report is not None:
+            return _write_report(ctx, report)
     request = p.request_reload(ctx.store)
     ctx.out.write(f"reload request {request} queued\n")
     if args.timeout == 0:

@@ -191,3 +191,46 @@ class ServicesCommandTests(CommandCase):
         self.ok("services", "unset", "blacklist", "reject_code")
         self.assertEqual(self.store.get_service_settings("blacklist"),
                          {"reject_reason": "Decline"})
+
+
+class ControlSocketReloadTests(CommandCase):
+    """services reload asks through the control socket when a switch listens there."""
+
+    def serve_once(self, answer: dict) -> list:
+        import json
+        import socket
+        import tempfile
+        import threading
+        directory = tempfile.mkdtemp(prefix="mssctl")
+        self.addCleanup(lambda: __import__("shutil").rmtree(directory, ignore_errors=True))
+        path = os.path.join(directory, "mss.ctl")
+        with open(self.config, "a") as f:
+            f.write(f'[admin]\ncontrol_socket = "{path}"\n')
+        server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        server.bind(path)
+        server.listen(1)
+        server.settimeout(10)
+        self.addCleanup(server.close)
+        requests = []
+
+        def serve():
+            conn, _ = server.accept()
+            with conn:
+                data = b""
+                while not data.endswith(b"\n"):
+                    data += conn.recv(4096)
+                requests.append(json.loads(data))
+                conn.sendall(json.dumps(answer).encode() + b"\n")
+        thread = threading.Thread(target=serve, daemon=True)
+        thread.start()
+        self.addCleanup(thread.join, 10)
+        return requests
+
+    def test_reload_through_control_socket(self):
+        requests = self.serve_once({"ok": True, "report": {
+            "loaded": ["b"], "unchanged": ["a"], "removed": [], "failed": {"c": "c:1: oops"}}})
+        code, out, err = self.run_cli("services", "reload")
+        self.assertEqual(code, 1)
+        self.assertEqual(out, "loaded: b\nunchanged: a\nfailed: c: c:1: oops\n")
+        self.assertEqual(requests, [{"command": "services-reload"}])
+        self.assertNotIn("reload_request", self.store.get_service_settings("_engine"))
