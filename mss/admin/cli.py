@@ -57,6 +57,7 @@ COMMAND_MODULES = [
     "mss.admin.cmd_cdr",
     "mss.admin.cmd_trunk",
     "mss.admin.cmd_ops",
+    "mss.admin.cmd_lists", "mss.admin.cmd_features", "mss.admin.cmd_services",
 ]
 
 
