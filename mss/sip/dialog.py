@@ -9,10 +9,12 @@ peer's messages came from (for a phone behind NAT, that is the only address that
 # -*- test-case-name: tests.sip.test_dialog -*-
 from __future__ import annotations
 
+import re
+
 import attrs
 
 from mss.sip.address import Address
-from mss.sip.headers import NameAddr, parse_name_addr
+from mss.sip.headers import parse_name_addr
 from mss.sip.message import Headers, Request, Response
 from mss.sip.uri import URI, parse_uri
 
@@ -125,10 +127,15 @@ class Dialog:
         return value if tag is None else f"{value};tag={tag}"
 
 
+_TAG_PARAM = re.compile(r"\s*;\s*tag\s*=\s*[^;,\s]*", re.IGNORECASE)
+
+
 def _without_tag(value: str) -> str:
-    addr = parse_name_addr(value)
-    params = tuple(p for p in addr.params if p[0] != "tag")
-    return str(addr.evolve(params=params)) if params != addr.params else value
+    """The From/To value without its tag, the rest kept as written (a re-serialized display
+    name could lose its quotes, and "Smith, Alice" needs them)."""
+    end = value.rfind(">")                     # header parameters follow the name-addr
+    head, tail = value[:end + 1], value[end + 1:]
+    return (head + _TAG_PARAM.sub("", tail)).strip()
 
 
 def _contact_uri(message) -> URI | None:
