@@ -663,3 +663,50 @@ class BestFailureTests(SynchronousTestCase):
         self.assertEqual(_best_failure([503]), 503)
         self.assertEqual(_best_failure([408, 487]), 480)
         self.assertEqual(_best_failure([]), 480)
+
+
+class Prefer100relTests(CallTestCase):
+    options = {"prefer_100rel": True}
+
+    def test_supported_is_enough_when_preferred(self):
+        out, inc = self.ringing(headers=(("Supported", "100rel"),))
+        ringing = self.a.take(180)
+        self.assertEqual(ringing.headers.get("rseq"), "1")
+        self.assertIn("100rel", ringing.option_tags("require"))
+
+    def test_without_support_unreliable(self):
+        out, inc = self.ringing()
+        self.assertIsNone(self.a.take(180).headers.get("rseq"))
+
+
+class MoreSetupTests(CallTestCase):
+    def test_bye_from_caller_while_ringing(self):
+        """A BYE in the early dialog from the caller ends the attempt like a CANCEL."""
+        out, inc = self.ringing()
+        ringing = self.a.take(180)
+        out.confirmed(ringing)
+        out.request("BYE")
+        self.a.take(487)
+        cancel = self.b.take("CANCEL")
+        inc.respond(200, request=cancel)
+        inc.respond(487)
+        self.assertEqual(self.cdr().disposition, "cancelled")
+        self.sw.assert_clean(self)
+
+    def test_bye_from_a_ringing_device_early_dialog(self):
+        """A callee must not BYE an early dialog (§15); if one does, the caller is not hung
+        up on (the device's INVITE transaction decides)."""
+        out, inc = self.ringing()
+        self.a.take(180)
+        inc.request("BYE")
+        self.b.take(481)
+        self.assertFalse(self.a.has("BYE"))
+        self.assertEqual(self.sw.calls.calls[out.call_id].state, "setup")
+
+    def test_other_provisionals_relayed(self):
+        out = self.a.invite("1002")
+        inc = self.b.incoming()
+        inc.respond(181)
+        inc.respond(182)
+        self.a.take(181)
+        self.a.take(182)
