@@ -61,6 +61,17 @@ MAX_SOURCE = 256 * 1024
 """Largest service file accepted."""
 
 BUDGET_MESSAGE = "instruction budget exceeded"
+TIME_MESSAGE = "CPU time limit exceeded"
+PATTERN_MESSAGE = "pattern too costly for this subject (see docs/lua-api.md)"
+
+TIME_LIMIT = 0.1
+"""CPU seconds one hook call may use (checked every 1000 instructions)."""
+
+PATTERN_LIMIT = 2_000_000
+"""Largest estimated matcher work of one string.find/match/gmatch/gsub call (~5 ms)."""
+
+PATTERN_TOTAL = 20_000_000
+"""Estimated matcher work allowed in one hook call over all pattern calls."""
 
 _REMOVED_GLOBALS = ("python", "debug", "io", "os", "package", "require", "load", "loadfile",
                     "dofile", "collectgarbage", "coroutine", "print", "warn", "xpcall")
@@ -69,27 +80,105 @@ _REMOVED_GLOBALS = ("python", "debug", "io", "os", "package", "require", "load",
 # budget hook, the environment factory, the compiler and the `mss` table (to be completed by
 # Python with its callbacks). Everything dangerous stays in upvalues the script cannot reach.
 _PRELUDE = r"""
-local MAX_SUBJECT, BUDGET_MESSAGE, MAX_ARGUMENT = ...
+local MAX_SUBJECT, BUDGET_MESSAGE, MAX_ARGUMENT, TIME_MESSAGE, PATTERN_LIMIT, PATTERN_TOTAL,
+      PATTERN_MESSAGE = ...
 local sethook, load, error, type, select = debug.sethook, load, error, type, select
 local rawget, setmetatable, getmetatable = rawget, setmetatable, getmetatable
-local tostring, pairs = tostring, pairs
+local tostring, pairs, clock, byte = tostring, pairs, os.clock, string.byte
 
--- sanitise the real string library: it is also the __index of every string value
-string.dump = nil
-for _, name in pairs({"find", "match", "gmatch", "gsub"}) do
-  local original = string[name]
-  string[name] = function(s, ...)
-    if type(s) == "string" and #s > MAX_SUBJECT then
-      error("string." .. name .. ": subject longer than " .. MAX_SUBJECT .. " bytes", 2)
+-- CPU budget. The count hook fires every STEP instructions; it stops the call when the
+-- instruction budget or the CPU time limit (which also bounds work done inside C functions
+-- between two checks) is spent, then fires on every instruction so pcall cannot hide it.
+local STEP = 1000
+local left, deadline, step, failure, pattern_work = 0, 0, STEP, BUDGET_MESSAGE, 0
+local function fail_hook() error(failure, 0) end
+local function budget_hook()
+  left = left - step
+  if left <= 0 then failure = BUDGET_MESSAGE
+  elseif clock() > deadline then failure = TIME_MESSAGE
+  else return end
+  sethook(fail_hook, "", 1)
+  error(failure, 0)
+end
+local function arm(budget, seconds)
+  left, deadline, pattern_work = budget, clock() + seconds, 0
+  step = budget < STEP and budget or STEP
+  sethook(budget_hook, "", step)
+end
+
+-- Pattern matching runs in C where the hook cannot stop it, and backtracking can be
+-- polynomial in the subject's length: estimate an upper bound of the matcher's steps
+-- (each variable-length item multiplies by n + 1, each optional one by 2, an unanchored
+-- search by n + 1) and refuse patterns above PATTERN_LIMIT or calls beyond PATTERN_TOTAL.
+local function set_end(p, i)              -- i at "[": the index after the closing "]"
+  local j = i + 1
+  if byte(p, j) == 94 then j = j + 1 end
+  repeat
+    if j > #p then return #p + 1 end      -- malformed: the matcher reports it
+    local c = byte(p, j)
+    j = j + 1
+    if c == 37 then j = j + 1 end
+  until byte(p, j) == 93
+  return j + 1
+end
+
+local function pattern_cost(p, n, anchorable)
+  local cost, i, len = 1, 1, #p
+  if anchorable and byte(p, 1) == 94 then i = 2 else cost = n + 1 end
+  while i <= len do
+    local c, last = byte(p, i), nil
+    if c == 37 then                                   -- %x, %bxy, %f[set]
+      local d = byte(p, i + 1)
+      if d == 98 then i = i + 4; goto continue end
+      if d == 102 then i = set_end(p, i + 2); goto continue end
+      last = i + 1
+    elseif c == 91 then last = set_end(p, i) - 1     -- [set]
+    elseif c == 40 or c == 41 then i = i + 1; goto continue
+    else last = i end
+    do
+      local q = byte(p, last + 1)
+      if q == 42 or q == 43 or q == 45 then cost = cost * (n + 1); i = last + 2
+      elseif q == 63 then cost = cost * 2; i = last + 2
+      else i = last + 1 end
     end
-    return original(s, ...)
+    if cost > PATTERN_LIMIT then return cost end
+    ::continue::
+  end
+  return cost
+end
+
+local function charge(name, s, p, anchorable)
+  if type(s) ~= "string" or type(p) ~= "string" then return end
+  if #s > MAX_SUBJECT then
+    error("string." .. name .. ": subject longer than " .. MAX_SUBJECT .. " bytes", 3)
+  end
+  local cost = pattern_cost(p, #s, anchorable)
+  pattern_work = pattern_work + cost
+  if cost > PATTERN_LIMIT or pattern_work > PATTERN_TOTAL then
+    error("string." .. name .. ": " .. PATTERN_MESSAGE, 3)
   end
 end
 
-local budget_hook
-budget_hook = function()
-  sethook(budget_hook, "", 1)      -- fire on every instruction from now on: pcall cannot hide it
-  error(BUDGET_MESSAGE, 0)
+-- sanitise the real string library: it is also the __index of every string value
+string.dump = nil
+do
+  local find, match, gmatch, gsub = string.find, string.match, string.gmatch, string.gsub
+  string.find = function(s, p, init, plain)
+    if not plain then charge("find", s, p, true) end
+    return find(s, p, init, plain)
+  end
+  string.match = function(s, p, init)
+    charge("match", s, p, true)
+    return match(s, p, init)
+  end
+  string.gmatch = function(s, p, init)
+    charge("gmatch", s, p, false)
+    return gmatch(s, p, init)
+  end
+  string.gsub = function(s, p, repl, n)
+    charge("gsub", s, p, true)
+    return gsub(s, p, repl, n)
+  end
 end
 
 local function safe_setmetatable(t, mt)
@@ -172,7 +261,7 @@ local function trampoline(box)
   box.result = result
 end
 
-return budget_hook, compile, install, trampoline, mss
+return arm, compile, install, trampoline, mss
 """
 
 # Decision constructors seen by scripts: plain tables the engine validates on return.
@@ -210,9 +299,10 @@ class Sandbox:
     log = Logger()
 
     def __init__(self, name: str, *, instruction_budget: int, memory_limit: int,
-                 api: dict[str, Callable] | None = None):
+                 api: dict[str, Callable] | None = None, time_limit: float = TIME_LIMIT):
         self.name = name
         self.instruction_budget = instruction_budget
+        self.time_limit = time_limit
         self.memory_limit = memory_limit
         self.engine_bytes = 0          # memory the engine's caches hold in this runtime
         self.internal_error = False    # an API function hit a bug in mss during this call
@@ -226,8 +316,9 @@ class Sandbox:
         self._sethook = lua_globals.debug.sethook
         load = lua_globals.load
         prelude = load(_PRELUDE, "=prelude", "t")
-        self._hook, self._compile, install, self._trampoline, mss = prelude(
-            MAX_SUBJECT, BUDGET_MESSAGE, MAX_ARGUMENT)
+        self._arm_budget, self._compile, install, self._trampoline, mss = prelude(
+            MAX_SUBJECT, BUDGET_MESSAGE, MAX_ARGUMENT, TIME_MESSAGE, PATTERN_LIMIT,
+            PATTERN_TOTAL, PATTERN_MESSAGE)
         load(_MSS_LUA, "=mss", "t")(mss)
         for name_ in _REMOVED_GLOBALS:
             lua_globals[name_] = None
@@ -288,7 +379,7 @@ class Sandbox:
         for i, arg in enumerate(args, 1):
             box[i] = arg
         self.internal_error = False
-        self._sethook(self._hook, "", self.instruction_budget)
+        self._arm_budget(self.instruction_budget, self.time_limit)
         self._arm()
         try:
             self._trampoline(box)

@@ -154,6 +154,48 @@ class LimitTests(SynchronousTestCase):
             self.assertIn("subject longer", str(caught.exception), function)
         self.assertEqual(run(box, "return select(2, ('abc'):find('b'))"), 2)
 
+    def test_costly_pattern_refused(self):
+        """Backtracking runs in C, out of the hook's reach: cubic patterns are refused."""
+        box = sandbox()
+        started = time.perf_counter()
+        for source in ("return string.rep('a', 1024):find('a*a*b')",
+                       "return string.rep('a', 200):match('(.-)(.-)(.-)x')",
+                       "for _ in string.rep('a', 1024):gmatch('a*a*') do end"):
+            with self.assertRaises(LuaError) as caught:
+                run(box, source)
+            self.assertIn("pattern too costly", str(caught.exception), source)
+        self.assertLess(time.perf_counter() - started, 1.0)
+
+    def test_usual_patterns_allowed(self):
+        box = sandbox()
+        self.assertEqual(run(box, "return ('*93*2000#'):match('^%*(9[0-3])%*(%+?%d+)#?$')"),
+                         "93")
+        self.assertEqual(run(box, "return (string.rep('x', 900) .. ';tag=abc'):match("
+                                  "'tag=([^;]+)')"), "abc")
+        self.assertEqual(run(box, "return (string.rep('a', 4000)):find('b', 1, true)"), None)
+        self.assertEqual(run(box, "return select(2, ('a.b.c'):gsub('%.', '-'))"), 2)
+
+    def test_pattern_work_is_budgeted_per_call(self):
+        box = sandbox(instruction_budget=10 ** 7)
+        source = "local s = string.rep('a', 1000) .. 'b' " \
+                 "for i = 1, 100000 do s:find('a-b') end"
+        started = time.perf_counter()
+        with self.assertRaises(LuaError) as caught:
+            run(box, source)
+        self.assertIn("pattern too costly", str(caught.exception))
+        self.assertLess(time.perf_counter() - started, 1.0)
+        self.assertEqual(run(box, "return select(2, ('ab'):find('a-b'))"), 2)   # reset
+
+    def test_cpu_time_limit_bounds_work_in_c(self):
+        """Few instructions, much C work (copying a big string): the time limit stops it."""
+        box = sandbox(instruction_budget=10 ** 9, memory_limit=64 * 1024 * 1024,
+                      time_limit=0.05)
+        started = time.perf_counter()
+        with self.assertRaises(LuaError) as caught:
+            run(box, "local s = string.rep('a', 2 ^ 20) for i = 1, 1e7 do local t = s .. i end")
+        self.assertIn("CPU time limit exceeded", str(caught.exception))
+        self.assertLess(time.perf_counter() - started, 2.0)
+
     def test_deep_recursion_is_a_fault(self):
         box = sandbox(instruction_budget=10 ** 7)
         with self.assertRaises(LuaError):
