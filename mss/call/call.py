@@ -186,11 +186,12 @@ class Call:
                 limits = self.plan_refusals
                 self.fail(403 if limits and all(r == 403 for r in limits) else 503, None,
                           "no trunk accepted the call")
+        # armed first: a call every trunk refuses ends in go(), which stops its timers
+        self.timers.append(self.m.timers.call_at(self.m.now() + ring_time, self._no_answer))
         if d is None:
             go(b"")
         else:
             d.addCallbacks(go, self._media_failed)
-        self.timers.append(self.m.timers.call_at(self.m.now() + ring_time, self._no_answer))
 
     def _next_trunk(self) -> bool:
         """Place the B leg on the next trunk that accepts the call; False when none is left."""

@@ -229,8 +229,10 @@ class ReleaseTests(TrunkCallTestCase):
         self.sw.store.put_trunk(trunk("first", "127.0.0.2", max_out=0), replace=True)
         self.sw.store.put_trunk(trunk("second", "127.0.0.3", max_out=0), replace=True)
         self.d.reload()
+        timers = len(self.sw.core.timers)
         self.dial()
         self.assertEqual(self.a.kinds(), [403])            # every trunk forbids: 403
+        self.assertEqual(len(self.sw.core.timers), timers, "a refused call left a ring timer")
         self.a.inbox.clear()
         self.sw.store.put_trunk(trunk("second", "127.0.0.3", max_out=1), replace=True)
         self.d.reload()
