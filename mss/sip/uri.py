@@ -1,4 +1,4 @@
-"""SIP, SIPS and tel URIs (RFC 3261 §19.1, §25.1; RFC 3966; RFC 5118, RFC 5954 IPv6 references).
+"""SIP, SIPS and tel URIs (RFC 3261 §19.1, §25.1; RFC 3966; IPv6 references: RFC 5118, 5954).
 
 ``parse_uri`` validates what a server must rely on (scheme, host, port, escapes) and keeps the
 original text so that serialization gives back exactly what was received; a URI built or
