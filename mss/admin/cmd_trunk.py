@@ -2,7 +2,7 @@
 """``mssctl trunk|route|did ...``: carrier trunks, outbound routes and inbound DIDs.
 
     mssctl trunk add NAME --domain D [--proxy HOST:PORT[;transport=tcp]] --account A
-          [--auth-id ID] --password PW [--register/--no-register] [--expires S]
+          [--auth-id ID] --password PW|- [--register/--no-register] [--expires S]
           [--max-in N] [--max-out N] [--allow ADDR ...] [--prack off|supported|required]
           [--from-user U] [--from-display NAME] [--identity pai|ppi] [--uri sip|phone|tel]
     mssctl trunk list | status | remove NAME
@@ -17,7 +17,7 @@ last response).
 """
 from __future__ import annotations
 
-from mss.admin.cli import CommandError, format_table
+from mss.admin.cli import CommandError, format_table, read_secret
 from mss.store.interface import StoreError
 from mss.trunk.model import PRACK_POLICIES, URI_FORMATS, Trunk
 
@@ -31,7 +31,8 @@ def add_parser(subparsers) -> None:
     q.add_argument("--proxy", default="", help="outbound proxy host[:port][;transport=tcp]")
     q.add_argument("--account", required=True, help="user part (To/From)")
     q.add_argument("--auth-id", default="", help="digest username (default: the account)")
-    q.add_argument("--password", required=True)
+    q.add_argument("--password", required=True,
+                   help="the carrier password; - reads it from stdin (keeps it out of ps)")
     q.add_argument("--register", dest="register", action="store_true", default=True)
     q.add_argument("--no-register", dest="register", action="store_false")
     q.add_argument("--expires", type=int, default=3600)
@@ -90,7 +91,7 @@ def _store_call(fn, *args, **kwargs):
 
 def trunk_add(args, ctx) -> int:
     trunk = Trunk(name=args.name, domain=args.domain, account=args.account,
-                  password=args.password, proxy=args.proxy, auth_id=args.auth_id,
+                  password=read_secret(args.password, ctx, "trunk password"), proxy=args.proxy, auth_id=args.auth_id,
                   register=args.register, expires=args.expires, from_user=args.from_user,
                   from_display=args.from_display, identity=args.identity,
                   allow=tuple(args.allow), max_in=args.max_in, max_out=args.max_out,

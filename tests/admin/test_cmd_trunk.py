@@ -34,6 +34,11 @@ class TrunkCommandTests(CLITestCase):
                           t.prack, t.uri_format, t.allow),
                          ("", "", False, 3600, None, None, "supported", "sip", ()))
 
+    def test_password_from_stdin(self):
+        self.ok(*IMS[:-1], "-", stdin="s3cret from stdin\n")
+        self.assertEqual(self.open_store().get_trunk("ims").password, "s3cret from stdin")
+        self.assertIn("no trunk password", self.fails(2, *IMS[:-1], "-", stdin=""))
+
     def test_list(self):
         self.ok(*IMS, "--max-in", "0", "--allow", "127.0.0.2")
         self.ok("trunk", "add", "b", "--domain", "c.example", "--account", "x", "--password",

@@ -264,6 +264,17 @@ class InboundTests(TrunkCallTestCase):
         self.assertIn(486, self.c1.kinds())
         self.released()
 
+    def test_did_from_the_to_header(self):
+        """IMS delivers calls to the registered Contact (the account); the DID is in To."""
+        p = self.c1
+        lines = [f"INVITE sip:+8675500000001@127.0.0.1:5060 SIP/2.0", f"Via: {p.via()}",
+                 f"From: <sip:+8613800138000@{DOMAIN}>;tag=cto", "To: <tel:+86-755-1234-5678>",
+                 f"Call-ID: in-to-{next(_calls)}", "CSeq: 1 INVITE", f"Contact: <{p.contact}>",
+                 "Max-Forwards: 70", "Content-Length: 0"]
+        p.send(("\r\n".join(lines) + "\r\n\r\n").encode())
+        self.b.incoming()
+        self.assertEqual(self.d.active, {("first", "in"): 1})
+
     def test_callee_offline_releases(self):
         self.sw.bindings.remove_all("1002")
         self.inbound(self.c1)
