@@ -161,6 +161,13 @@ class CallFacts:
                 return value
         return None
 
+    def lua_values(self) -> tuple:
+        """The ``call`` table's values in ``Sandbox.call_table`` order (built once per hook)."""
+        return (self.call_id, self.caller, self.caller_display, self.callee,
+                self.callee_display, self.direction, self.trunk, self.time, self.anonymous,
+                self.caller_is_extension, self.caller_level, dict(self.headers),
+                {p: True for p in self.caller_permissions}, list(self.diversions))
+
     def as_table(self) -> dict:
         """The plain structure handed to Lua as the ``call`` table (see docs/lua-api.md)."""
         return {

@@ -687,15 +687,15 @@ class ServiceEngine:
         services = self._by_hook[hook]
         if not services:
             return CONTINUE_DECISION
-        table = facts.as_table()
+        values = facts.lua_values()
         caller = display = ring = None
         for service in services:
             if service.state != ACTIVE:
                 continue
             try:
-                runtime = service.sandbox.runtime
-                args = (runtime.table_from(table, recursive=True),) + tuple(
-                    runtime.table_from(x, recursive=True) if isinstance(x, dict) else x
+                sandbox = service.sandbox
+                args = (sandbox.call_table(values),) + tuple(
+                    sandbox.runtime.table_from(x) if isinstance(x, dict) else x
                     for x in extra)
             except SCRIPT_FAULTS as e:      # out of memory while building the call table
                 self._fault(service, hook, facts.call_id, e)
@@ -769,8 +769,7 @@ class ServiceEngine:
         if service.state != ACTIVE:
             return Decision.reject(503, "Service unavailable", service=service.name)
         try:
-            args = (service.sandbox.runtime.table_from(facts.as_table(), recursive=True),
-                    dialled[:64])
+            args = (service.sandbox.call_table(facts.lua_values()), dialled[:64])
         except SCRIPT_FAULTS as e:
             self._fault(service, "feature", facts.call_id, e)
             return Decision.reject(503, "Service unavailable", service=service.name)

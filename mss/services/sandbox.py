@@ -245,6 +245,17 @@ local function wrap(name, py)
   end
 end
 
+-- Builds the `call` table of a hook call from plain values (cheaper than table_from)
+local function make_call(id, caller, caller_display, callee, callee_display, direction, trunk,
+                         time, anonymous, caller_is_extension, caller_level, headers,
+                         caller_permissions, diversions)
+  return {id = id, caller = caller, caller_display = caller_display, callee = callee,
+          callee_display = callee_display, direction = direction, trunk = trunk, time = time,
+          anonymous = anonymous, caller_is_extension = caller_is_extension,
+          caller_level = caller_level, headers = headers or {},
+          caller_permissions = caller_permissions or {}, diversions = diversions or {}}
+end
+
 local function install(name, py)
   if name == "math.random" then safe_math.random = wrap(name, py)
   else mss[name] = wrap("mss." .. name, py) end
@@ -261,7 +272,7 @@ local function trampoline(box)
   box.result = result
 end
 
-return arm, compile, install, trampoline, mss
+return arm, compile, install, trampoline, mss, make_call
 """
 
 # Decision constructors seen by scripts: plain tables the engine validates on return.
@@ -316,7 +327,7 @@ class Sandbox:
         self._sethook = lua_globals.debug.sethook
         load = lua_globals.load
         prelude = load(_PRELUDE, "=prelude", "t")
-        self._arm_budget, self._compile, install, self._trampoline, mss = prelude(
+        self._arm_budget, self._compile, install, self._trampoline, mss, self._make_call = prelude(
             MAX_SUBJECT, BUDGET_MESSAGE, MAX_ARGUMENT, TIME_MESSAGE, PATTERN_LIMIT,
             PATTERN_TOTAL, PATTERN_MESSAGE)
         load(_MSS_LUA, "=mss", "t")(mss)
@@ -392,6 +403,14 @@ class Sandbox:
         if result == "not enough memory":
             raise LuaMemoryError(result)
         raise LuaError(result)
+
+    def call_table(self, values: tuple) -> Any:
+        """The ``call`` table from ``CallFacts.lua_values()`` (only while disarmed)."""
+        table_from = self.runtime.table_from
+        headers, permissions, diversions = values[11:]
+        return self._make_call(*values[:11], table_from(headers) if headers else None,
+                               table_from(permissions) if permissions else None,
+                               table_from(diversions) if diversions else None)
 
     def to_lua(self, value: Any) -> Any:
         """A JSON-like Python value (from the store) as Lua values built in this runtime.
