@@ -16,6 +16,7 @@ from twisted.logger import (FilteringLogObserver, LogLevel, LogLevelFilterPredic
 from twisted.python import usage
 
 from mss import config as mss_config
+from mss.admin.operations import OperationsService
 from mss.call.manager import CallManager
 from mss.registrar.abuse import BanList
 from mss.registrar.auth import Authenticator, load_secret
@@ -60,7 +61,7 @@ def setup_logging(settings) -> None:
     if settings["log"]["json_file"]:
         stream = open(settings["log"]["json_file"], "a", encoding="utf-8")
         globalLogPublisher.addObserver(
-            FilteringLogObserver(jsonFileLogObserver(stream), [predicate]))
+            FilteringLogObserver(jsonFileLogObserver(stream, recordSeparator=""), [predicate]))
 
 
 class Switch(service.MultiService):
@@ -119,6 +120,8 @@ class Switch(service.MultiService):
         self.calls._flush = self.shell.flush
         self.poller = TimerService(settings["store"]["poll_interval"], self.directory.poll)
         self.poller.setServiceParent(self)
+        self.operations = OperationsService(self)      # control socket, manhole, metrics
+        self.operations.setServiceParent(self)
 
     def _persist_ban(self, ban) -> None:
         if ban is not None:
@@ -147,15 +150,18 @@ class Switch(service.MultiService):
         self.shell.flush()
 
     def stopService(self):
-        self.trunks.stop()
-        d = super().stopService()
+        """Graceful: refuse new calls, let calls end (grace period), BYE the rest, then stop
+        the parts; the store closes last so every CDR and binding is written."""
+        d = self.operations.drain()
+
+        def stop_parts(_):
+            self.trunks.stop()
+            return service.MultiService.stopService(self)
 
         def close(result):
             self.store.close()
             return result
-        if d is not None:
-            return d.addBoth(close)
-        close(None)
+        return d.addBoth(stop_parts).addBoth(close)
 
 
 def makeService(options, reactor=None):

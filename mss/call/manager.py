@@ -62,6 +62,7 @@ class CallManager:
         self._a_tx: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self.in_call: dict[str, int] = {}                 # extension -> active calls
         self.setting_up = 0
+        self.accepting = True                               # False while shutting down
         self.counters = {"calls": 0, "answered": 0, "busy": 0, "no answer": 0, "cancelled": 0,
                          "failed": 0, "rejected": 0, "overload": 0}
         self.listeners = []          # callables(call, event) for metrics/services: "answered"/"ended"

@@ -90,17 +90,20 @@ class Authenticator:
         cred_header = "proxy-authorization" if proxy else "authorization"
         values = request.headers.get_lines(cred_header)
         creds = None
+        parsed = 0
         for value in values:
             try:
                 c = digest.parse_credentials(value)
             except digest.DigestError:
                 continue
+            parsed += 1
             if c.realm == self.realm:
                 creds = c
                 break
         if creds is None:
-            if values:
+            if values and not parsed:
                 return self._fail(source_host, now, "unusable credentials")
+            # none, or only for other realms (a phone reusing another server's credentials)
             return AuthOutcome("challenge", headers=self.challenge_headers(challenge_header, now))
         algorithm = digest.canonical_algorithm(creds.algorithm)
         if algorithm not in self.algorithms or creds.qop != "auth":

@@ -12,6 +12,8 @@ from mss.store.interface import StoreError
 from mss.store.schema import MIGRATIONS, Migration, migrate
 from mss.store.sqlite import SQLiteStore
 
+NEXT = len(MIGRATIONS) + 1          # the version an appended migration gets
+
 
 def tables(path: str) -> set[str]:
     conn = sqlite3.connect(path)
@@ -42,15 +44,15 @@ class MigrationTests(SynchronousTestCase):
 
     def test_appended_migration_runs_once(self):
         extra = MIGRATIONS + (
-            Migration(3, "test table", "CREATE TABLE trunks (name TEXT PRIMARY KEY);\n"
-                                       "INSERT INTO trunks VALUES ('a;b');"),)
+            Migration(NEXT, "test table", "CREATE TABLE things (name TEXT PRIMARY KEY);\n"
+                                          "INSERT INTO things VALUES ('a;b');"),)
         SQLiteStore(self.path).close()
         store = SQLiteStore(self.path, migrations=extra)
-        self.assertEqual(store.schema_version(), 3)
+        self.assertEqual(store.schema_version(), NEXT)
         store.close()
         store = SQLiteStore(self.path, migrations=extra)     # nothing to do the second time
         self.addCleanup(store.close)
-        self.assertEqual(store._read("SELECT name FROM trunks"), [("a;b",)])
+        self.assertEqual(store._read("SELECT name FROM things"), [("a;b",)])
 
     def test_python_migration(self):
         def fill(conn):
@@ -59,15 +61,15 @@ class MigrationTests(SynchronousTestCase):
         s = SQLiteStore(self.path)
         s.add_extension("1", "pw", "r")
         s.close()
-        s = SQLiteStore(self.path, migrations=MIGRATIONS + (Migration(3, "names", apply=fill),))
+        s = SQLiteStore(self.path, migrations=MIGRATIONS + (Migration(NEXT, "names", apply=fill),))
         self.addCleanup(s.close)
         self.assertEqual(s.get_extension("1").name, "migrated")
 
     def test_failing_migration_rolls_back(self):
         SQLiteStore(self.path).close()
-        bad = MIGRATIONS + (Migration(3, "broken", "CREATE TABLE t3 (x);\nINSERT INTO nowhere VALUES (1);"),)
+        bad = MIGRATIONS + (Migration(NEXT, "broken", "CREATE TABLE t3 (x);\nINSERT INTO nowhere VALUES (1);"),)
         e = self.assertRaises(StoreError, SQLiteStore, self.path, migrations=bad)
-        self.assertIn("migration 3 (broken) failed: no such table: nowhere", str(e))
+        self.assertIn(f"migration {NEXT} (broken) failed: no such table: nowhere", str(e))
         self.assertNotIn("t3", tables(self.path))
         s = SQLiteStore(self.path)
         self.addCleanup(s.close)

@@ -12,6 +12,7 @@ from zope.interface.verify import verifyObject
 from mss.sip import digest
 from mss.store.interface import (
     Ban, Binding, ExtensionExists, IStore, NoSuchExtension, StoreError)
+from mss.store.schema import MIGRATIONS
 from mss.store.sqlite import SQLiteStore
 
 REALM = "mss.local"
@@ -48,8 +49,9 @@ class OpenTests(StoreTestMixin, SynchronousTestCase):
         conn = sqlite3.connect(self.path)
         self.addCleanup(conn.close)
         self.assertEqual(conn.execute("PRAGMA journal_mode").fetchone()[0], "wal")
-        self.assertEqual(conn.execute("SELECT version FROM schema_version").fetchone()[0], 2)
-        self.assertEqual(self.store.schema_version(), 2)
+        self.assertEqual(conn.execute("SELECT version FROM schema_version").fetchone()[0],
+                         len(MIGRATIONS))
+        self.assertEqual(self.store.schema_version(), len(MIGRATIONS))
 
     def test_synchronous_normal(self):
         self.assertEqual(self.store._conn.execute("PRAGMA synchronous").fetchone()[0], 1)
