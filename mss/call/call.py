@@ -32,6 +32,9 @@ from mss.sip.dialog import Dialog
 from mss.sip.message import Request, Response, make_response
 
 COMPLETED_ELSEWHERE = 'SIP;cause=200;text="Call completed elsewhere"'
+# a carrier that has not even sent 100 Trying this long after our INVITE is taken as down and
+# the route's next trunk is tried (Timer B, 32 s, is longer than the usual ring time)
+TRUNK_NO_RESPONSE = 5.0
 
 # headers copied across when relaying an in-dialog request or a response
 _RELAYED = ("content-type", "content-disposition", "info-package", "event", "subscription-state",
@@ -73,7 +76,7 @@ class BLeg:
 
     __slots__ = ("call_id", "tag", "target", "dest", "invite", "tx", "dialogs", "dialog",
                  "state", "status", "ack", "pending", "contact", "device", "answered_sdp",
-                 "prack_rseq", "trunk", "number", "auth_tries")
+                 "prack_rseq", "trunk", "number", "auth_tries", "heard")
 
     def __init__(self, call_id: str, tag: str, target: str, dest, contact: str, device: str = ""):
         self.call_id = call_id
@@ -95,6 +98,7 @@ class BLeg:
         self.trunk = None                         # the Trunk when this leg goes to a carrier
         self.number = ""
         self.auth_tries = 0
+        self.heard = False                        # any response at all (100 included)
 
     @property
     def label(self) -> str:
@@ -216,8 +220,21 @@ class Call:
             self.m.register_leg(self, leg)
             leg.tx = self.m.send(leg.invite, dest, self, leg, "invite")
             self.m.flush()
+            if self.plan:
+                self.timers.append(self.m.timers.call_at(self.m.now() + TRUNK_NO_RESPONSE,
+                                                         self._trunk_silent, leg))
             return True
         return False
+
+    def _trunk_silent(self, leg: BLeg) -> None:
+        """No response at all from this trunk's carrier: fail over now. The leg is cancelled
+        (the CANCEL goes out if a provisional ever comes) and can no longer win the call."""
+        if self.state != "setup" or not leg.open or leg.heard:
+            return
+        self.log.info("call {call_id}: trunk {trunk} does not answer; trying the next one",
+                      call_id=self.id, trunk=leg.trunk.name)
+        self._cancel_leg(leg, None)
+        self._b_failed(leg, 408, "")
 
     def _trunk_auth(self, leg: BLeg, resp: Response) -> bool:
         """Answer a carrier's 401/407 once per challenge with the trunk's auth ID."""
@@ -317,6 +334,7 @@ class Call:
     # -- responses on a B leg's INVITE ---------------------------------------------------------
     def b_invite_response(self, leg: BLeg, resp: Response) -> None:
         status = resp.status
+        leg.heard = True
         if status == 100:
             return
         if status < 200:
@@ -346,8 +364,8 @@ class Call:
             if "100rel" in resp.option_tags("require") and resp.headers.get("rseq"):
                 if not self._prack(leg, dialog, resp):
                     return                   # a retransmission (or a bad RSeq): seen already
-        if self.state != "setup":
-            return
+        if self.state != "setup" or not leg.open:
+            return                           # not from a leg we gave up on (a silent trunk)
         sdp = resp.body if resp.body and not self.early_sdp_sent else b""
         if sdp:
             self.early_sdp_sent = True
@@ -402,6 +420,7 @@ class Call:
         if leg.state in ("answered",):
             self._re_ack(leg)                               # 2xx retransmission
             return
+        cancelled = leg.state == "cancelled"
         dialog = leg.dialogs.get(resp.to.tag)
         if dialog is None:
             dialog = Dialog.from_uac(leg.invite, resp, leg.dest, leg.contact)
@@ -411,8 +430,9 @@ class Call:
         leg.status = resp.status
         if self.state != "ended":
             self.m.register_leg(self, leg)
-        if self.state != "setup" or self.winner is not None:
-            # a late 2xx (another device won, or the caller is gone): ACK and BYE it
+        if self.state != "setup" or self.winner is not None or cancelled:
+            # a late 2xx (another device won, the caller is gone, or we gave up on this
+            # leg, e.g. a silent trunk): ACK and BYE it
             self._ack(leg, b"")
             self._bye(leg, "Call completed elsewhere" if self.winner else None)
             return

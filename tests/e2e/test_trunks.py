@@ -601,3 +601,18 @@ class FailoverRuleTests(CallTestCase):
         self.assertEqual((yield call.bye()), 200)
         yield self.sipp_ok(second, "the second carrier")
         self.assertEqual(len(requests(log, "INVITE")), 1)
+
+    @defer.inlineCallbacks
+    def test_silent_carrier_fails_over(self):
+        """The first trunk's proxy is a UDP port where nobody answers (loopback drops it
+        silently): after TRUNK_NO_RESPONSE seconds without even a 100 the second trunk rings."""
+        silent = free_port("127.0.0.2")
+        yield self.route_with_two_trunks(f"127.0.0.2:{silent}")
+        second, log = self.carrier("carrier_answer.xml", "127.0.0.3", self.second_port)
+        started = time.monotonic()
+        call = yield self.dial("0123")
+        self.assertEqual(call.status, 200)
+        self.assertLess(time.monotonic() - started, 15)
+        self.assertEqual((yield call.bye()), 200)
+        yield self.sipp_ok(second, "the second carrier")
+        self.assertIn("trunk first does not answer", self.switch.output)

@@ -297,3 +297,57 @@ class InboundTests(TrunkCallTestCase):
         self.inbound(self.c1, number="+8675599999999")
         self.assertIn(404, self.c1.kinds())
         self.released()
+
+
+class SilentCarrierTests(TrunkCallTestCase):
+    """A carrier that sends nothing, not even 100 Trying: the next trunk is tried after
+    TRUNK_NO_RESPONSE seconds instead of Timer B (32 s, longer than the ring time)."""
+
+    def test_next_trunk_after_silence(self):
+        from mss.call.call import TRUNK_NO_RESPONSE
+        out = self.dial()
+        self.c1.inbox.clear()
+        self.sw.advance(TRUNK_NO_RESPONSE - 0.1)
+        self.assertEqual(self.c2.inbox, [])
+        self.c1.inbox.clear()                               # INVITE retransmissions
+        self.sw.advance(0.2)
+        inc = self.c2.incoming()
+        self.assertEqual(self.d.active, {("second", "out"): 1})
+        inc.respond(200, sdp(5000))
+        out.ack(self.a.take(200))
+        self.c2.take("ACK")
+        out.request("BYE")
+        inc.respond(200, request=self.c2.take("BYE"))
+        self.released()
+
+    def test_late_answers_of_the_silent_carrier_are_ended(self):
+        from mss.call.call import TRUNK_NO_RESPONSE
+        self.dial()
+        late = self.c1.incoming()
+        self.c1.inbox.clear()
+        self.sw.advance(TRUNK_NO_RESPONSE + 0.1)
+        self.c1.inbox.clear()
+        second = self.c2.incoming()
+        late.respond(180)
+        self.assertEqual(self.a.kinds(), [])                # not relayed to the caller
+        cancel = self.c1.take("CANCEL")                     # the deferred CANCEL goes now
+        late.respond(200, request=cancel)
+        late.respond(200, sdp(6000))                        # yet it answers (a race)
+        self.c1.take("ACK")
+        bye = self.c1.take("BYE")
+        late.respond(200, request=bye)
+        self.assertEqual(self.a.kinds(), [])                # the second trunk still rings
+        second.respond(200, sdp(5000))
+        self.assertEqual(self.a.kinds(), [200])
+        self.assertEqual(self.d.active, {("second", "out"): 1})
+
+    def test_single_trunk_waits_for_the_ring_time(self):
+        self.sw.store.add_route("5", ["first"])
+        self.d.reload()
+        self.dial("5123")
+        self.sw.advance(10)
+        self.assertEqual(self.a.kinds(), [])
+        self.assertEqual(self.c2.inbox, [])
+        self.sw.advance(21)
+        self.assertEqual(set(self.a.kinds()), {480})        # (and its retransmissions)
+        self.released()
