@@ -25,11 +25,12 @@ from mss.sip import transaction as T
 from mss.sip.address import Address
 from mss.sip.errors import SIPParseError
 from mss.sip.headers import canonical
-from mss.sip.message import Message, Request, Response, make_response, parse
+from mss.sip.message import Message, Request, Response, check_request, make_response, parse
 from mss.sip.timers import TimerHeap
 
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, PRACK, UPDATE, INFO, REGISTER"
 SUPPORTED = "100rel, replaces, path, outbound"
+SUPPORTED_TAGS = frozenset(t.strip() for t in SUPPORTED.split(","))
 ACCEPT = "application/sdp"
 
 
@@ -273,6 +274,9 @@ class SipCore:
         if req.method not in self._users and req.method not in ("CANCEL", "ACK"):
             if not (req.to.tag and self._stray is not None):
                 return 501, None, (("Allow", ALLOW),)
+        rejection = check_request(req, supported=SUPPORTED_TAGS, schemes=("sip", "sips", "tel"))
+        if rejection is not None:
+            return rejection.status, rejection.reason, rejection.headers
         return None
 
     def _parse_error(self, e: SIPParseError, data: bytes, source: Address) -> None:
@@ -282,7 +286,7 @@ class SipCore:
             self.log.info("bad request from {peer}: {reason}", peer=str(source), reason=e.reason)
             try:
                 self._stamp_via(req, source)     # §18.2.1/RFC 3581: answer where it came from
-                self.send_stateless(req, source, e.status, e.reason)
+                self.send_stateless(req, source, e.status, e.phrase)
             except SIPParseError:
                 pass          # not answerable after all (a broken Via): dropped below
             else:
