@@ -424,26 +424,33 @@ class ServiceEngine:
             result = result[0] if result else None
         if lua54.lua_type(result) != "table":
             raise ScriptError("the service file must return a table of hooks")
+        rawget = sandbox.rawget
         hooks = {}
         for hook in HOOKS:
-            function = result[hook]
+            function = rawget(result, hook)
             if function is None:
                 continue
             if lua54.lua_type(function) != "function":
                 raise ScriptError(f"{hook} must be a function")
             hooks[hook] = function
-        priority = result["priority"]
+        priority = rawget(result, "priority")
         if priority is None:
             priority = 100
         if isinstance(priority, bool) or not isinstance(priority, int) or \
                 not -1000 <= priority <= 1000:
             raise ScriptError("priority must be an integer from -1000 to 1000")
         features = []
-        declared = result["features"]
+        declared = rawget(result, "features")
         if declared is not None:
             if lua54.lua_type(declared) != "table":
                 raise ScriptError("features must be a list of dialled prefixes")
-            for prefix in declared.values():
+            listed = []
+            for i in range(1, 65):
+                prefix = rawget(declared, i)
+                if prefix is None:
+                    break
+                listed.append(prefix)
+            for prefix in listed:
                 if not isinstance(prefix, str) or not _FEATURE_PREFIX.match(prefix):
                     raise ScriptError(f"feature prefix {prefix!r} must start with * or # and "
                                       f"hold only digits, * and # (at most 16)")
@@ -604,14 +611,9 @@ class ServiceEngine:
             except Exception:
                 self.log.failure("Cannot publish service status")
 
-    def _decision(self, hook: str, result: Any) -> Decision:
-        if isinstance(result, tuple):
-            result = result[0] if result else None
+    def _decision(self, hook: str, result: dict | None) -> Decision:
         if result is None:
             return CONTINUE_DECISION
-        if lua54.lua_type(result) != "table":
-            raise ScriptError(f"{hook} returned a {lua54.lua_type(result) or type(result).__name__}"
-                              f", not a decision (use mss.reject, mss.redirect, ...)")
         action = result["action"]
         if action not in ALLOWED[hook]:
             raise ScriptError(f"{action!r} is not a decision allowed in {hook}")
@@ -661,7 +663,7 @@ class ServiceEngine:
         service.calls += 1
         service.api.begin(call_id)
         try:
-            result = service.sandbox.call(service.hooks[hook], *args)
+            result = service.sandbox.call_decision(service.hooks[hook], *args)
             decision = self._decision(hook, result)
         except SCRIPT_FAULTS as e:
             if service.sandbox.internal_error:      # already logged with its traceback

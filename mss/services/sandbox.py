@@ -51,6 +51,9 @@ class ScriptError(Exception):
 
 SCRIPT_FAULTS = (LuaError, ScriptError, UnicodeDecodeError)
 
+DECISION_FIELDS = ("action", "code", "reason", "target", "tone", "caller", "caller_display",
+                   "ring_timeout")
+
 MAX_SUBJECT = 4096
 """Longest subject string accepted by string.find/match/gmatch/gsub inside a service."""
 
@@ -262,13 +265,27 @@ local function install(name, py)
 end
 
 -- Enters script code: one prepared table in, results left in it (nothing to allocate outside)
+-- With box.decide set, a table result is copied field by field with rawget, so that Python
+-- never indexes a script's table (a metamethod would run outside the budget).
 local unpack = table.unpack
+local FIELDS = {"action", "code", "reason", "target", "tone", "caller", "caller_display",
+                "ring_timeout"}
 local function trampoline(box)
   local ok, result = pcall(box.f, unpack(box, 1, box.n))
   if not ok and type(result) ~= "string" then
     result = "error object is a " .. type(result) .. " value"
   end
   box.ok = ok
+  if ok and box.decide then
+    local kind = type(result)
+    box.kind = kind
+    if kind == "table" then
+      for i = 1, #FIELDS do box[FIELDS[i]] = rawget(result, FIELDS[i]) end
+      result = nil
+    elseif kind ~= "nil" then
+      result = nil
+    end
+  end
   box.result = result
 end
 
@@ -322,9 +339,11 @@ class Sandbox:
             max_memory=memory_limit, attribute_filter=_deny_attributes)
         self.runtime.set_max_memory(0)      # armed only while script code runs
         self._answer = self.runtime.table_from([False, False])
-        self._box = self.runtime.table_from({"f": False, "n": 0, "ok": False, "result": False})
+        self._box = self.runtime.table_from(dict.fromkeys(
+            ("f", "n", "ok", "result", "decide", "kind") + DECISION_FIELDS, False))
         lua_globals = self.runtime.globals()
         self._sethook = lua_globals.debug.sethook
+        self._rawget = lua_globals.rawget
         load = lua_globals.load
         prelude = load(_PRELUDE, "=prelude", "t")
         self._arm_budget, self._compile, install, self._trampoline, mss, self._make_call = prelude(
@@ -364,7 +383,15 @@ class Sandbox:
                                      function=name, service=self.name)
                     answer[1], answer[2] = False, "internal error in mss"
                 else:
-                    answer[1], answer[2] = True, value
+                    if value is None or isinstance(value, (bool, int, float, str)) \
+                            or lua54.lua_type(value) == "table":
+                        answer[1], answer[2] = True, value
+                    else:                   # never hand a Python object to a script
+                        self.internal_error = True
+                        self.log.error("mss.{function} of service {service} returned a "
+                                       "{kind} (bug in mss)", function=name,
+                                       service=self.name, kind=type(value).__name__)
+                        answer[1], answer[2] = False, "internal error in mss"
                 return answer
             finally:
                 self._arm()
@@ -382,8 +409,33 @@ class Sandbox:
         """Call Lua ``function`` with the budget and the memory cap armed; disarm both after.
 
         Returns the function's first result; raises ``LuaError``/``LuaMemoryError`` for a
-        script fault.
+        script fault. Index a returned table only with ``rawget`` (``Sandbox.rawget``).
         """
+        self._box["decide"] = False
+        return self._call(function, args)
+
+    def call_decision(self, function: Any, *args: Any) -> dict | None:
+        """Call a hook and return its decision as a plain dict of ``DECISION_FIELDS``.
+
+        None when it returned nil; ``ScriptError`` when it returned something else than a
+        table or nil.
+        """
+        box = self._box
+        box["decide"] = True
+        self._call(function, args)
+        kind = box["kind"]
+        if kind == "nil":
+            return None
+        if kind != "table":
+            raise ScriptError(f"returned a {kind}, not a decision (use mss.reject, "
+                              f"mss.redirect, ...)")
+        return {name: box[name] for name in DECISION_FIELDS}
+
+    def rawget(self, table: Any, key: Any) -> Any:
+        """``table[key]`` without metamethods (a script's table may have any)."""
+        return self._rawget(table, key)
+
+    def _call(self, function: Any, args: tuple) -> Any:
         box = self._box
         box["f"] = function
         box["n"] = len(args)

@@ -30,6 +30,8 @@ BROKEN = {
     "garbage": "return {originating = function(call) return 42 end}",
     "badcode": "return {originating = function(call) return mss.reject(200, 'OK') end}",
     "badapi": "return {originating = function(call) return mss.ext_data({}, 'x') end}",
+    "trap": "return {originating = function(call) return setmetatable({}, "
+            "{__index = function() while true do end end}) end}",
 }
 
 
@@ -123,6 +125,15 @@ class IsolationTests(EngineCase):
         self.assertIn("instruction budget", failed["c"])
         self.assertIn("priority", failed["d"])
         self.assertIn("feature prefix", failed["e"])
+
+    def test_metatables_never_run_outside_the_budget(self):
+        """Python reads scripts' tables with rawget: a looping __index cannot hang it."""
+        trap = "setmetatable({}, {__index = function() while true do end end, " \
+               "__len = function() while true do end end})"
+        self.engine({"a": f"local t = {trap} t.originating = function() end return t",
+                     "b": f"local f = {trap} f[1] = '*7' "
+                          f"return {{features = f, feature = function() end}}"})
+        self.assertEqual(self.report.failed, ())
 
     def test_hook_only_allows_its_decisions(self):
         source = "return {answered = function(c) return mss.reject(403) end, " \
