@@ -13,7 +13,12 @@ next to the gateway on a small machine; its own CPU is printed too. Bounded: eve
 ``--seconds`` (default 8) plus setup; the whole run is a few minutes at most.
 
 usage: python bench/rtp.py [--steps 100,200,400,600,800] [--seconds 8] [--workers 1]
-                           [--rooms 20,50,100] [--no-baseline]
+                           [--rooms 20,50,100] [--no-baseline] [--pin] [--nice -10]
+
+On a machine shared with other work, watch the PSI column and the generator's "late" count:
+when other processes keep the CPUs busy, the gateway and the generator wait in the run queue
+and the latency figures grow with that wait, not with the gateway's work (check
+/proc/<pid>/schedstat: the second number is time spent waiting for a CPU).
 """
 from __future__ import annotations
 
@@ -195,12 +200,18 @@ def main() -> int:
     parser.add_argument("--no-baseline", action="store_true")
     parser.add_argument("--pin", action="store_true",
                         help="gateway on the first cores, generator on the last one")
+    parser.add_argument("--nice", type=int, default=0,
+                        help="run gateway and generator at this nice value (e.g. -10, needs "
+                             "root) to shield the measurement from other load on the machine")
     args = parser.parse_args()
     global PIN_GENERATOR
     cores = sorted(os.sched_getaffinity(0))
     gateway_cores = None
     if args.pin and len(cores) >= 2:
         gateway_cores = set(cores[:-1])
+    if args.nice:
+        os.nice(args.nice)          # inherited by the gateway and every generator run
+    if args.pin and len(cores) >= 2:
         PIN_GENERATOR = lambda: os.sched_setaffinity(0, {cores[-1]})  # noqa: E731
 
     tmp = tempfile.mkdtemp(prefix="mss-bench-")
@@ -236,6 +247,7 @@ def main() -> int:
         print(f"# mss-media, {args.workers} worker process(es), {os.cpu_count()} cores; "
               f"{args.seconds:.0f} s per step; generator: bench/rtpload.c; "
               f"{'gateway on cores %s, generator on core %d' % (sorted(gateway_cores), cores[-1]) if gateway_cores else 'no pinning'}; "
+              f"nice {os.nice(0)}; "
               f"load average before: {os.getloadavg()[0]:.2f}")
         print(f"# {'calls':>5} {'pkt/s':>7} {'loss %':>7} {'p50 ms':>7} {'p99 ms':>7} "
               f"{'p99.9':>7} {'gw CPU%':>7} {'us/pkt':>6} {'gen CPU%':>8} {'PSI':>6} | direct: {'p50':>6} {'p99':>6} {'loss %':>7}")
