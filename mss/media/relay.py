@@ -38,6 +38,7 @@ from mss.media.stream import MediaEndpoint
 from mss.sip import sdp as sdplib
 
 BIND_ATTEMPTS = 8
+MAX_CATCH_UP = 5
 ICE_ATTRIBUTES = ("ice-ufrag", "ice-pwd", "ice-options", "ice-lite", "candidate",
                   "end-of-candidates", "remote-candidates", "ice-mismatch")
 
@@ -528,7 +529,7 @@ class Gateway:
 
     def _start_mixing(self) -> None:
         if self._mixing is None:
-            self._mixing = LoopingCall(self.mix)
+            self._mixing = LoopingCall.withCount(self.mix)
             self._mixing.clock = self.clock
             self._mixing.start(0.02, now=False)
 
@@ -538,9 +539,12 @@ class Gateway:
                 self._mixing.stop()
             self._mixing = None
 
-    def mix(self) -> None:
-        for room in list(self.rooms.values()):
-            room.tick()
+    def mix(self, frames: int = 1) -> None:
+        """Mix ``frames`` 20 ms frames: more than one when the reactor was late, so that the
+        participants still get 50 packets a second (at most 5 at once: a longer stall is lost)."""
+        for _ in range(min(frames, MAX_CATCH_UP)):
+            for room in list(self.rooms.values()):
+                room.tick()
 
     # -- media timeout ----------------------------------------------------------------------------
 

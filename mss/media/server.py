@@ -79,14 +79,15 @@ class EpollSockets:
                 entry = handlers.get(fd)
                 if entry is None:
                     continue
-                sock, handler = entry
+                recvfrom, handler = entry
                 try:
-                    data, addr = sock.recvfrom(RECV_SIZE)
-                    handler(data, addr, now)
-                except (BlockingIOError, InterruptedError, ConnectionRefusedError):
-                    pass                # ICMP port unreachable reported on a later read
+                    data, addr = recvfrom(RECV_SIZE)
                 except OSError:
-                    self.errors += 1
+                    continue            # spurious wake-up, or an error queued on the socket
+                try:
+                    handler(data, addr, now)
+                except OSError:
+                    self.errors += 1    # sendto failed (e.g. a full send buffer): packet lost
                 except Exception:
                     self.errors += 1
                     self.log.failure("RTP handler failed")
@@ -100,8 +101,8 @@ class EpollSockets:
         if self._reading:
             self.reactor.removeReader(self)
             self._reading = False
-        for fd, (sock, _) in list(self._handlers.items()):
-            sock.close()
+        for recvfrom, _ in list(self._handlers.values()):
+            recvfrom.__self__.close()
         self._handlers.clear()
 
     # ISocketFactory
@@ -125,7 +126,7 @@ class EpollSockets:
             rtp.close()
             raise
         for sock, handler in ((rtp, rtp_handler), (rtcp, rtcp_handler)):
-            self._handlers[sock.fileno()] = (sock, handler)
+            self._handlers[sock.fileno()] = (sock.recvfrom, handler)
             self._epoll.register(sock.fileno(), select.EPOLLIN)
         return rtp, rtcp
 

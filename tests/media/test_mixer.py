@@ -181,6 +181,18 @@ class GatewayRoomTests(SynchronousTestCase):
         self.assertEqual(self.handle(command="room-list")["rooms"], [])
         self.assertEqual(self.gw._mixing, None)
 
+    def test_late_timer_catches_up(self):
+        O = ("192.0.2.30", 6000)
+        j = self.handle(command="room-join", room="r1",
+                        **{"call-id": "op", "from-tag": "to", "sdp": offer_sdp(*O, codecs="0")})
+        port = sdp.parse(j["sdp"]).endpoint(0).port
+        self.clock.advance(0.02)
+        self.assertEqual(len(self.sockets.sent(port)), 1)
+        self.clock.advance(0.06)                  # the reactor was 40 ms late
+        self.assertEqual(len(self.sockets.sent(port)), 4)
+        self.clock.advance(1.0)                   # a long stall: at most 5 frames at once
+        self.assertEqual(len(self.sockets.sent(port)), 9)
+
     def test_errors(self):
         self.assertIn("Unknown", self.handle(command="room-join", room="r",
                                              **{"call-id": "x", "from-tag": "y"})["error-reason"])
