@@ -24,6 +24,8 @@ BROKEN = {
             "for i = 1, 1e8 do t[i] = string.rep('x', 64) .. i end end}",
     "escape": "return {originating = function(call) return os.execute('id') end}",
     "python": "return {originating = function(call) return python.eval('1') end}",
+    "io": "return {originating = function(call) return io.open('/etc/passwd'):read('a') end}",
+    "require": "return {originating = function(call) return require('os') end}",
     "load": "return {originating = function(call) return load('return 1')() end}",
     "dump": "return {originating = function(call) "
             "return string.dump(function() end) end}",
@@ -117,9 +119,11 @@ class IsolationTests(EngineCase):
 
     def test_bad_load_reports(self):
         self.engine({"a": "return 1", "b": "syntax error here", "c": "while true do end",
-                     "d": "return {priority = 'high'}", "e": "return {features = {'93'}}"})
+                     "d": "return {priority = 'high'}", "e": "return {features = {'93'}}",
+                     "f": "\x1bLuaT\x00\x19\x93\r\n\x1a\n"})
         failed = dict(self.report.failed)
-        self.assertEqual(sorted(failed), ["a", "b", "c", "d", "e"])
+        self.assertEqual(sorted(failed), ["a", "b", "c", "d", "e", "f"])
+        self.assertIn("binary chunk", failed["f"])
         self.assertIn("must return a table", failed["a"])
         self.assertIn("syntax error", failed["b"])
         self.assertIn("instruction budget", failed["c"])
