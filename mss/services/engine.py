@@ -65,6 +65,7 @@ API_CALLS_PER_HOOK = 1000     # store reads/writes and other API calls per hook 
 LOG_LINES_PER_HOOK = 20
 MAX_VALUE = 1024              # longest string a service may store
 MAX_ERROR = 300               # longest error text kept and logged
+MAX_CACHED = 5000             # cached extension records/data tables per service
 
 _SERVICE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 _FEATURE_PREFIX = re.compile(r"^[*#][0-9*#]{0,15}$")
@@ -168,6 +169,8 @@ class _Api:
 
     def _cached(self, build: Callable[[], Any]) -> Any:
         """Build a value the engine keeps in the runtime; its memory is not the script's."""
+        if len(self.ext_cache) + len(self.data_tables) + len(self.rows_cache) > MAX_CACHED:
+            self.invalidate()           # many distinct numbers: start over rather than grow
         before = self.sandbox.memory_used()
         value = build()
         self.sandbox.engine_bytes += max(0, self.sandbox.memory_used() - before)
@@ -217,6 +220,8 @@ class _Api:
     def _data(self, extension: str) -> dict:
         data = self.data_cache.get(extension)
         if data is None:
+            if len(self.data_cache) > MAX_CACHED:
+                self.data_cache.clear()
             data = self._store(self.engine.store.get_extension_data, self.name, extension)
             self.data_cache[extension] = data
         return data

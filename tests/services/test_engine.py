@@ -481,3 +481,17 @@ class MemoryCapTests(EngineCase):
         self.assertIn("not enough memory", engine.service("svc").last_error)
         self.assertLess(engine.service("svc").sandbox.memory_used(), 300 * 1024)
         self.assertEqual(engine.originating(facts(caller="free")).reason, "0")
+
+
+class CacheBoundTests(EngineCase):
+
+    def test_cache_does_not_grow_without_bound(self):
+        from mss.services.engine import MAX_CACHED
+        source = """return {originating = function(c)
+          for i = 1, 500 do mss.extension(tostring(c.time * 1000 + i)) end end}"""
+        engine = self.engine({"svc": source})
+        api = engine.service("svc").api
+        for n in range(20):
+            engine.originating(facts(time=float(n)))
+            self.assertLessEqual(len(api.ext_cache), MAX_CACHED + 1)
+        self.assertEqual(engine.service("svc").faults, 0)
