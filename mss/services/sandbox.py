@@ -2,21 +2,26 @@
 
 A ``Sandbox`` owns a ``lupa.lua54.LuaRuntime`` created without Python builtins, with a memory
 cap and an attribute filter that refuses every attribute of every Python object. Before the
-script runs, a prelude keeps private references to ``debug.sethook`` and ``load``, sanitises the
-shared ``string`` library (no ``dump``; ``find``/``match``/``gmatch``/``gsub`` refuse subjects
-longer than ``MAX_SUBJECT`` because Lua's count hook does not run inside C functions), and then
-the dangerous globals (``python``, ``debug``, ``io``, ``os``, ``package``, ``require``, ``load``,
-``loadfile``, ``dofile``, ``collectgarbage``, ``coroutine``) are removed from the runtime.
+script runs, a prelude keeps private references to ``debug.sethook``, ``load`` and
+``os.clock``, sanitises the shared ``string`` library (no ``dump``; pattern functions charged,
+see below), and then the dangerous globals (``python``, ``debug``, ``io``, ``os``, ``package``,
+``require``, ``load``, ``loadfile``, ``dofile``, ``collectgarbage``, ``coroutine``) are removed.
 
 The script is compiled as text only (``load(src, "=name", "t", env)``) into a fresh environment
 whose ``__index`` is a whitelist of safe globals plus the ``mss`` API table. ``setmetatable``
 refuses ``__gc`` (finalizers run with hooks off, so they could loop forever), ``getmetatable``
 only answers for tables, ``math.random`` is the engine's seeded generator, and there are no
 coroutines (a coroutine created outside a budgeted call would not inherit the count hook).
+Python never indexes a table a script made (metamethods would run unbudgeted): decisions are
+copied with ``rawget`` inside the budgeted call, other results are read with ``rawget``.
 
-Every call into the script (``Sandbox.call``) runs with a count hook set from Python and cleared
-from Python in ``finally``: once the budget is spent the hook raises and re-arms itself to fire
-on every instruction, so ``pcall`` cannot swallow it.
+CPU. Every call into the script is armed from Python with a count hook (every 1000
+instructions) that stops the call when the instruction budget or the CPU time limit is spent,
+then fires on every instruction so ``pcall`` cannot swallow it; Python clears it in
+``finally``. The hook does not run inside C functions: the time limit bounds repeated heavy
+C work (copying big strings), and pattern functions, whose backtracking can be polynomial in
+the subject, refuse subjects over ``MAX_SUBJECT`` and patterns whose estimated matcher work is
+above ``PATTERN_LIMIT`` (``PATTERN_TOTAL`` per hook call).
 
 Memory. lupa's allocator cap makes Lua raise "not enough memory", which is safe only inside a
 protected call: an allocation refused while Python itself builds a table in the runtime (for
