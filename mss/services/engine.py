@@ -52,8 +52,8 @@ from lupa import lua54
 from twisted.logger import Logger
 
 from mss.services.api import (
-    ALLOWED, CONTINUE, CONTINUE_DECISION, ENGINE_SERVICE, FEATURE, HOOKS, NUMBER_RE, REDIRECT,
-    REJECT, ANSWER, BREAK_IN, CallFacts, CalleeState, Decision, finite_seconds,
+    ALLOWED, ANSWER, CONTINUE, CONTINUE_DECISION, ENGINE_SERVICE, FEATURE, HOOKS, NUMBER_RE,
+    REDIRECT, REJECT, CallFacts, CalleeState, Decision, finite_seconds,
 )
 from mss.services.sandbox import SCRIPT_FAULTS, Sandbox, ScriptError
 from mss.store.interface import StoreError
