@@ -129,7 +129,8 @@ def trunk_status(args, ctx) -> int:
             state, last, refresh = "unknown (switch not running?)", "-", "-"
         else:
             state = s["state"]
-            last = f"{s['last_status']} {s['last_reason']}".strip() or "-"
+            code = s["last_status"] or ""          # 0: no response (e.g. cannot resolve)
+            last = f"{code} {s['last_reason']}".strip() or "-"
             refresh = "-" if s["next_refresh"] is None else f"{max(0, int(s['next_refresh'] - now))}s"
         rows.append((t.name, state, last, refresh, _limit(t.max_in), _limit(t.max_out)))
     if not rows:

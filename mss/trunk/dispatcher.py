@@ -9,10 +9,14 @@
   the direction's limit is 0 and 503 when it is reached; ``release`` is called on every end.
 - Registrations: one ``TrunkRegistration`` per trunk with ``register`` on, kept in step with the
   store (added, removed, changed trunks) by ``reload``.
+- Addresses: proxies (or domains) are resolved at ``reload`` (blocking, like any provisioning
+  step); a host that does not resolve leaves its trunk "unreachable" (no REGISTER, outbound
+  calls fail over) and is tried again with back-off until it does.
 """
 # -*- test-case-name: tests.trunk.test_dispatcher -*-
 from __future__ import annotations
 
+import ipaddress
 import socket
 
 from twisted.logger import Logger
@@ -22,6 +26,10 @@ from mss.trunk.registration import TrunkRegistration
 
 
 _VISUAL = str.maketrans("", "", "-.()")
+
+
+RESOLVE_RETRY_START = 5.0
+RESOLVE_RETRY_CAP = 300.0
 
 
 def resolve_host(host: str) -> str:
@@ -52,6 +60,9 @@ class TrunkDispatcher:
         self.registrations: dict[str, TrunkRegistration] = {}
         self.active: dict[tuple[str, str], int] = {}
         self._addresses: dict[str, str] = {}          # trunk name -> proxy's resolved address
+        self._unresolved: dict[str, str] = {}         # trunk name -> host that did not resolve
+        self._resolve_timer = None
+        self._resolve_backoff = RESOLVE_RETRY_START
 
     # -- provisioning --------------------------------------------------------------------------
     def reload(self) -> None:
@@ -62,9 +73,9 @@ class TrunkDispatcher:
         self.routes = self.store.list_routes()
         self.dids = self.store.list_dids()
         self._addresses = {}
+        self._unresolved = {}
         for name, t in trunks.items():
-            host, _, _ = parse_proxy(t.proxy or t.domain)
-            self._addresses[name] = self.resolve(host)
+            self._resolve(name, t)
         for name in list(self.registrations):
             if name not in trunks or old.get(name) != trunks[name] or not trunks[name].register:
                 self.registrations.pop(name).stop()
@@ -73,11 +84,65 @@ class TrunkDispatcher:
                 reg = TrunkRegistration(self.core, self.clock, t, self.destination(t),
                                         store=self.store, wall=self.wall)
                 self.registrations[name] = reg
-                reg.start()
+                self._start_registration(name)
+            elif name in self.registrations and self.registrations[name].waiting_for_address:
+                self._start_registration(name)
+        self._resolve_backoff = RESOLVE_RETRY_START
+        self._schedule_resolve()
+
+    def _resolve(self, name: str, trunk) -> bool:
+        """Resolve the trunk's proxy (or domain); True when it is an IP address now."""
+        host, _, _ = parse_proxy(trunk.proxy or trunk.domain)
+        address = self.resolve(host)
+        self._addresses[name] = address
+        try:
+            ipaddress.ip_address(address)
+        except ValueError:
+            self._unresolved[name] = host
+            return False
+        self._unresolved.pop(name, None)
+        return True
+
+    def _start_registration(self, name: str) -> None:
+        reg = self.registrations[name]
+        host = self._unresolved.get(name)
+        if host is None:
+            reg.destination = self.destination(self.trunks[name])
+            reg.start()
+        else:
+            reg.unresolved(host, self._resolve_backoff)
+
+    def _schedule_resolve(self) -> None:
+        """Trunks whose host did not resolve are tried again with back-off (capped)."""
+        if self._resolve_timer is not None:
+            self._resolve_timer.cancel()
+            self._resolve_timer = None
+        if self._unresolved:
+            self._resolve_timer = self.core.timers.call_at(
+                self.clock.seconds() + self._resolve_backoff, self._resolve_again)
+
+    def _resolve_again(self) -> None:
+        self._resolve_timer = None
+        self._resolve_backoff = min(self._resolve_backoff * 2, RESOLVE_RETRY_CAP)
+        for name in list(self._unresolved):
+            trunk = self.trunks.get(name)
+            if trunk is None:
+                self._unresolved.pop(name, None)
+                continue
+            if self._resolve(name, trunk):
+                self.log.info("trunk {trunk}: {host} resolves to {address} now", trunk=name,
+                              host=parse_proxy(trunk.proxy or trunk.domain)[0],
+                              address=self._addresses[name])
+            if name in self.registrations:
+                self._start_registration(name)
+        self._schedule_resolve()
 
     def stop(self) -> None:
         for reg in self.registrations.values():
             reg.stop()
+        if self._resolve_timer is not None:
+            self._resolve_timer.cancel()
+            self._resolve_timer = None
 
     def destination(self, trunk):
         return trunk.destination(lambda host: self._addresses.get(trunk.name) or self.resolve(host))
@@ -120,11 +185,17 @@ class TrunkDispatcher:
 
     # -- limits --------------------------------------------------------------------------------
     def acquire(self, trunk, direction: str) -> int:
-        """0 when the call may use the trunk in ``direction`` ("in"/"out"), else 403/503."""
+        """0 when the call may use the trunk in ``direction`` ("in"/"out"), else 403/503.
+        An outbound call is refused (503: the next trunk is tried) while the trunk's host
+        does not resolve: there is no address to send it to."""
         limit = trunk.max_in if direction == "in" else trunk.max_out
         key = (trunk.name, direction)
         if limit == 0:
             return 403
+        if direction == "out" and trunk.name in self._unresolved:
+            self.log.info("trunk {trunk}: {host} does not resolve; not used",
+                          trunk=trunk.name, host=self._unresolved[trunk.name])
+            return 503
         count = self.active.get(key, 0)
         if limit is not None and count >= limit:
             return 503

@@ -49,11 +49,25 @@ class TrunkRegistration:
         self._answered_nonce = None
         self._nc = 0
         self.stopped = False
+        self.waiting_for_address = False
 
     # -- control -------------------------------------------------------------------------------
     def start(self) -> None:
         self.stopped = False
+        self.waiting_for_address = False
         self._send(None)
+
+    def unresolved(self, host: str, retry: float) -> None:
+        """The proxy/domain does not resolve: nothing can be sent; shown as unreachable
+        until the dispatcher, which retries the resolution, calls ``start``."""
+        self.waiting_for_address = True
+        if self.state != "unreachable" or self.last_reason != f"cannot resolve {host}":
+            self.log.warn("trunk {trunk}: {host} does not resolve; retrying", trunk=self.trunk.name,
+                          host=host)
+        self.state = "unreachable"
+        self.last_status, self.last_reason = 0, f"cannot resolve {host}"
+        self.next_refresh = self.wall() + retry
+        self._record()
 
     def stop(self) -> None:
         self.stopped = True

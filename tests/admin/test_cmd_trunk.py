@@ -70,6 +70,7 @@ class TrunkCommandTests(CLITestCase):
         store = self.open_store()
         store.put_trunk_status("ims", "registered", 200, "OK", NOW + 540.4, NOW - 60)
         store.put_trunk_status("bare", "rejected", 403, "Forbidden", NOW + 600, NOW)
+        store.put_trunk_status("quiet", "unreachable", 0, "cannot resolve q.example", None, NOW)
         lines = self.ok("trunk", "status").splitlines()
         self.assertEqual(lines[0].split(), ["NAME", "STATE", "LAST", "RESPONSE", "NEXT",
                                             "REFRESH", "MAX-IN", "MAX-OUT"])

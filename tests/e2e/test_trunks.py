@@ -616,3 +616,26 @@ class FailoverRuleTests(CallTestCase):
         self.assertEqual((yield call.bye()), 200)
         yield self.sipp_ok(second, "the second carrier")
         self.assertIn("trunk first does not answer", self.switch.output)
+
+
+class UnresolvableDomainTests(TrunkTestCase):
+
+    @defer.inlineCallbacks
+    def test_trunk_without_proxy_and_an_unresolvable_domain(self):
+        """No proxy and a domain that resolves nowhere: the registration is "unreachable"
+        (retried with back-off), nothing crashes, and the switch still answers."""
+        yield self.mssctl("trunk", "add", "lost", "--domain", "nowhere.invalid",
+                          "--account", "acme", "--password", "pw", "--register")
+        yield self.switch.start()
+
+        def unreachable():
+            return self.trunk_status().addCallback(
+                lambda rows: rows.get("lost", [""])[0] == "unreachable")
+        yield self.until(unreachable, 10, "trunk lost unreachable")
+        rows = yield self.trunk_status()
+        self.assertEqual(rows["lost"][1], "cannot resolve nowhere.invalid")
+        self.assertNotIn("Traceback", self.switch.output)
+        self.assertNotIn("Unhandled", self.switch.output)
+        ua = RawUA(self, self.switch, host="127.0.0.5")
+        call = yield ua.call(f"sip:1234@127.0.0.1:{self.switch.port}")
+        self.assertEqual(call.status, 407)

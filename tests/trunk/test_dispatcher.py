@@ -35,11 +35,12 @@ class DispatcherTestCase(SynchronousTestCase):
         self.store.add_extension("1001", "pw-1001", "mss.test")
         self.store.add_extension("1002", "pw-1002", "mss.test")
         self.resolved = []
+        self.names = dict(NAMES)
         self.d = TrunkDispatcher(self.core, self.clock, self.store, resolve=self.resolve)
 
     def resolve(self, host):
         self.resolved.append(host)
-        return NAMES.get(host, host)
+        return self.names.get(host, host)
 
     def sent(self):
         return [(parse(data)[0], dest) for data, dest in self.core.datagrams_to_send()]
@@ -179,7 +180,7 @@ class LimitTests(DispatcherTestCase):
         self.assertEqual(self.d.acquire(t, "out"), 503)
 
     def test_status_shows_counts(self):
-        self.store.put_trunk(trunk("t", max_out=2))
+        self.store.put_trunk(trunk("t", max_out=2, proxy="127.0.0.2"))
         self.d.reload()
         self.d.acquire(self.d.trunks["t"], "out")
         self.assertEqual(self.d.status(), [{"name": "t", "state": "no registration", "last": "",
@@ -229,3 +230,51 @@ class ResolveHostTests(SynchronousTestCase):
 
     def test_localhost_resolves(self):
         self.assertEqual(resolve_host("localhost"), "127.0.0.1")
+
+
+class UnresolvedHostTests(DispatcherTestCase):
+    """A trunk whose proxy (or domain) does not resolve: no REGISTER to a host name (the
+    UDP transport only takes addresses), "unreachable" in the store, outbound calls refused
+    with 503 (the route's next trunk is tried), and resolution retried with back-off."""
+
+    def advance(self, seconds):
+        self.clock.advance(seconds)
+        self.core.handle_timer(self.clock.seconds())
+
+    def test_unreachable_until_it_resolves(self):
+        self.store.put_trunk(trunk("lost", register=True))           # domain gd.ctcims.cn
+        self.d.reload()
+        self.assertEqual(self.sent(), [])
+        status = self.store.list_trunk_status()["lost"]
+        self.assertEqual((status["state"], status["last_reason"]),
+                         ("unreachable", "cannot resolve gd.ctcims.cn"))
+        t = self.d.trunks["lost"]
+        self.assertEqual(self.d.acquire(t, "out"), 503)
+        self.assertEqual(self.d.acquire(t, "in"), 0)
+        lookups = self.resolved.count("gd.ctcims.cn")
+        self.advance(5)
+        self.assertEqual(self.resolved.count("gd.ctcims.cn"), lookups + 1)
+        self.advance(9.9)                                            # back-off: 10 s next
+        self.assertEqual(self.resolved.count("gd.ctcims.cn"), lookups + 1)
+        self.assertEqual(self.sent(), [])
+        self.names["gd.ctcims.cn"] = "127.0.0.7"
+        self.advance(0.1)
+        sent = self.sent()
+        self.assertEqual([(m.method, d) for m, d in sent],
+                         [("REGISTER", Address("udp", "127.0.0.7", 5060))])
+        self.assertEqual(self.d.acquire(t, "out"), 0)
+        self.assertEqual(self.d.inbound_trunk("127.0.0.7").name, "lost")
+        self.advance(600)
+        self.assertEqual(self.resolved.count("gd.ctcims.cn"), lookups + 2)   # no more retries
+
+    def test_back_off_is_capped_and_stop_cancels(self):
+        from mss.trunk.dispatcher import RESOLVE_RETRY_CAP
+        self.store.put_trunk(trunk("lost"))
+        self.d.reload()
+        for _ in range(12):
+            self.advance(RESOLVE_RETRY_CAP)
+        self.assertEqual(self.d._resolve_backoff, RESOLVE_RETRY_CAP)
+        self.d.stop()
+        before = len(self.resolved)
+        self.advance(RESOLVE_RETRY_CAP * 2)
+        self.assertEqual(len(self.resolved), before)
