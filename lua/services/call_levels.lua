@@ -4,7 +4,8 @@
 -- by a local extension, the row with the longest prefix of the dialled number gives the
 -- required level; when it is above the caller's level (the extension's call_level) the call is
 -- refused with setting reject_code (default 403) and reject_reason (default "Call level too
--- low"). Dialled numbers matching no row need level 0. Calls from outside are not checked.
+-- low"). Dialled numbers matching no row need level 0. Calls from outside are not checked,
+-- except forwarded legs (call.diverted_by set), which need the forwarding extension's level.
 
 local function required(callee)
   local levels = mss.index("prefixes", "prefix")     -- prefix -> rows with that prefix
@@ -17,11 +18,17 @@ local function required(callee)
 end
 
 local function originating(call)
-  if not call.caller_is_extension then return nil end
+  local who, level = call.caller, call.caller_level
+  if call.diverted_by ~= "" then          -- a forwarded leg: the forwarding extension pays
+    local ext = mss.extension(call.diverted_by)
+    who, level = call.diverted_by, ext.exists and ext.level or 0
+  elseif not call.caller_is_extension then
+    return nil
+  end
   local need = required(call.callee)
-  if need <= call.caller_level then return nil end
-  mss.log("info", "call level: " .. call.caller .. " (level " .. call.caller_level
-          .. ") may not call " .. call.callee .. " (level " .. need .. ")")
+  if need <= level then return nil end
+  mss.log("info", "call level: " .. who .. " (level " .. level .. ") may not call "
+          .. call.callee .. " (level " .. need .. ")")
   return mss.reject(mss.setting("reject_code") or 403,
                     mss.setting("reject_reason") or "Call level too low")
 end

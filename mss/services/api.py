@@ -153,6 +153,18 @@ class CallFacts:
     caller_level: int = 0
     caller_permissions: frozenset = attrs.field(default=frozenset(), converter=frozenset)
     diversions: tuple = attrs.field(default=(), converter=lambda v: tuple(_clip(x) for x in v))
+    diverted_by: str = attrs.field(default="", converter=_clip)
+
+    def diverted(self, target: str) -> "CallFacts":
+        """The facts of the onward leg after a redirect to ``target``.
+
+        The call core runs ``originating`` again with these facts before routing the onward
+        leg, so that the black list and call levels apply to forwarded calls too (with the
+        diverting extension's call level: no toll fraud through forwarding).
+        """
+        return attrs.evolve(self, callee=target, callee_display="",
+                            diversions=self.diversions + (self.callee,),
+                            diverted_by=self.callee)
 
     def header(self, name: str) -> str | None:
         name = name.lower()
@@ -165,8 +177,9 @@ class CallFacts:
         """The ``call`` table's values in ``Sandbox.call_table`` order (built once per hook)."""
         return (self.call_id, self.caller, self.caller_display, self.callee,
                 self.callee_display, self.direction, self.trunk, self.time, self.anonymous,
-                self.caller_is_extension, self.caller_level, dict(self.headers),
-                {p: True for p in self.caller_permissions}, list(self.diversions))
+                self.caller_is_extension, self.caller_level, self.diverted_by,
+                dict(self.headers), {p: True for p in self.caller_permissions},
+                list(self.diversions))
 
     def as_table(self) -> dict:
         """The plain structure handed to Lua as the ``call`` table (see docs/lua-api.md)."""
@@ -185,6 +198,7 @@ class CallFacts:
             "caller_level": self.caller_level,
             "caller_permissions": {p: True for p in self.caller_permissions},
             "diversions": list(self.diversions),
+            "diverted_by": self.diverted_by,
         }
 
 

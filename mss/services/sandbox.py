@@ -255,12 +255,12 @@ end
 
 -- Builds the `call` table of a hook call from plain values (cheaper than table_from)
 local function make_call(id, caller, caller_display, callee, callee_display, direction, trunk,
-                         time, anonymous, caller_is_extension, caller_level, headers,
-                         caller_permissions, diversions)
+                         time, anonymous, caller_is_extension, caller_level, diverted_by,
+                         headers, caller_permissions, diversions)
   return {id = id, caller = caller, caller_display = caller_display, callee = callee,
           callee_display = callee_display, direction = direction, trunk = trunk, time = time,
           anonymous = anonymous, caller_is_extension = caller_is_extension,
-          caller_level = caller_level, headers = headers or {},
+          caller_level = caller_level, diverted_by = diverted_by, headers = headers or {},
           caller_permissions = caller_permissions or {}, diversions = diversions or {}}
 end
 
@@ -464,8 +464,8 @@ class Sandbox:
     def call_table(self, values: tuple) -> Any:
         """The ``call`` table from ``CallFacts.lua_values()`` (only while disarmed)."""
         table_from = self.runtime.table_from
-        headers, permissions, diversions = values[11:]
-        return self._make_call(*values[:11], table_from(headers) if headers else None,
+        headers, permissions, diversions = values[12:]
+        return self._make_call(*values[:12], table_from(headers) if headers else None,
                                table_from(permissions) if permissions else None,
                                table_from(diversions) if diversions else None)
 

@@ -43,3 +43,13 @@ class CallLevelTests(SynchronousTestCase):
         self.engine.poll_store()
         self.assertEqual(self.code(1, "1002"), 403)
         self.assertEqual(self.code(2, "1002"), 0)
+
+    def test_forwarded_leg_uses_the_forwarding_extensions_level(self):
+        self.store.add_extension("1001", call_level=0)
+        self.store.add_extension("1003", call_level=3)
+        outside = facts(caller="0301234", callee="1001", direction="inbound")
+        self.assertEqual(self.engine.originating(outside.diverted("0044123")).code, 403)
+        outside = facts(caller="0301234", callee="1003", direction="inbound")
+        onward = outside.diverted("0044123")
+        self.assertEqual((onward.diversions, onward.diverted_by), (("1003",), "1003"))
+        self.assertEqual(self.engine.originating(onward).code, 0)
