@@ -21,7 +21,7 @@ import socket
 
 from twisted.logger import Logger
 
-from mss.trunk.model import parse_proxy
+from mss.trunk.model import TrunkError, parse_proxy
 from mss.trunk.registration import TrunkRegistration
 
 
@@ -67,7 +67,16 @@ class TrunkDispatcher:
     # -- provisioning --------------------------------------------------------------------------
     def reload(self) -> None:
         """Follow the store: trunks, routes, DIDs; start, restart or stop registrations."""
-        trunks = {t.name: t for t in self.store.list_trunks() if t.enabled}
+        trunks = {}
+        for t in self.store.list_trunks():
+            if not t.enabled:
+                continue
+            try:
+                t.validate()
+            except TrunkError as e:             # a row no current mssctl would write
+                self.log.error("trunk {trunk} ignored: {error}", trunk=t.name, error=str(e))
+                continue
+            trunks[t.name] = t
         old = self.trunks
         self.trunks = trunks
         self.routes = self.store.list_routes()

@@ -93,6 +93,14 @@ class OutboundTests(DispatcherTestCase):
         self.d.reload()
         self.assertEqual(self.plan("00123"), [("c", "00123")])
 
+    def test_an_invalid_row_is_ignored_not_fatal(self):
+        self.store.add_route("0", ["a", "b"])
+        with self.store._write() as conn:            # as an older or foreign writer might
+            conn.execute("UPDATE trunks SET proxy = 'host:99999' WHERE name = 'a'")
+        self.d.reload()
+        self.assertNotIn("a", self.d.trunks)
+        self.assertEqual(self.plan("0123"), [("b", "0123")])
+
     def test_no_routes(self):
         self.d.reload()
         self.assertEqual(self.plan("123"), [])
