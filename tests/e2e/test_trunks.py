@@ -71,12 +71,13 @@ class TrunkTestCase(unittest.TestCase):
         return out.decode()
 
     def carrier(self, scenario: str, host: str, port: int, *args, calls: int = 1,
-                timeout: int = 20, name: str | None = None):
+                timeout: int = 20, name: str | None = None, transport: str = "u1"):
         """A SIPp carrier (UAS) on host:port; its messages go to ``<name>.log``."""
         log = os.path.join(self.switch.dir, (name or f"{host}-{port}") + ".log")
         d = sipp(scenario, f"127.0.0.1:{self.switch.port}", "-m", str(calls),
                  "-trace_msg", "-message_file", log, "-trace_err", "-error_file", log + ".err",
-                 *args, local_ip=host, local_port=port, timeout=timeout, cwd=self.switch.dir)
+                 *args, local_ip=host, local_port=port, timeout=timeout, cwd=self.switch.dir,
+                 transport=transport)
         self.addCleanup(self.finished, d)
         return d, log
 
@@ -162,6 +163,29 @@ class RegistrationTests(TrunkTestCase):
             auth = digest.parse_credentials(header(regs[1], "Authorization"))
             self.assertEqual((auth.username, auth.realm, auth.uri),
                              (username, DOMAIN, "sip:gd.ctcims.cn"))
+
+
+class TCPRegistrationTests(TrunkTestCase):
+
+    @defer.inlineCallbacks
+    def test_register_through_a_tcp_proxy(self):
+        port = free_port("127.0.0.2")
+        registrar, log = self.carrier("carrier_registrar.xml", "127.0.0.2", port, "-set",
+                                      "authid", AUTH_ID, "-set", "password", CARRIER_PW,
+                                      transport="t1")
+        yield self.mssctl("trunk", "add", "ims", "--domain", DOMAIN,
+                          "--proxy", f"127.0.0.2:{port};transport=tcp", "--account", ACCOUNT,
+                          "--auth-id", AUTH_ID, "--password", CARRIER_PW)
+        yield self.switch.start()
+        yield self.sipp_ok(registrar, "registrar over TCP")
+
+        def registered():
+            return self.trunk_status().addCallback(lambda rows: rows["ims"][0] == "registered")
+        yield self.until(registered, 10, "ims registered over TCP")
+        regs = requests(log, "REGISTER")
+        self.assertEqual(len(regs), 2)
+        self.assertIn("SIP/2.0/TCP", header(regs[0], "Via"))
+        self.assertIn(";transport=tcp", header(regs[0], "Contact"))
 
 
 class RawUA:
