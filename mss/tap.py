@@ -18,6 +18,7 @@ from twisted.python import usage
 from mss import config as mss_config
 from mss.admin.operations import OperationsService
 from mss.call.manager import CallManager
+from mss.services.engine import ServiceEngine
 from mss.registrar.abuse import BanList
 from mss.registrar.auth import Authenticator, load_secret
 from mss.registrar.bindings import BindingTable
@@ -115,13 +116,26 @@ class Switch(service.MultiService):
         self.core.register_user(self.calls, ["INVITE", "ACK", "BYE", "CANCEL", "PRACK", "UPDATE",
                                              "INFO", "MESSAGE", "NOTIFY", "REFER"])
         self.core.set_dialog_user(self.calls)
+
+        # Lua services: one sandboxed runtime per file of lua/services (or [services] path)
+        self.service_engine = ServiceEngine.from_config(
+            settings, self.store, in_call=lambda ext: ext in self.calls.in_call)
+        self.calls.set_engine(self.service_engine, settings["services"]["forward_limit"])
         self.directory.listeners.append(self._provisioning_changed)
         self.shell.setServiceParent(self)
         self.calls._flush = self.shell.flush
-        self.poller = TimerService(settings["store"]["poll_interval"], self.directory.poll)
+        self.poller = TimerService(settings["store"]["poll_interval"], self._poll)
         self.poller.setServiceParent(self)
         self.operations = OperationsService(self)      # control socket, manhole, metrics
         self.operations.setServiceParent(self)
+
+    def _poll(self) -> None:
+        """Once per poll interval: provisioning changes, and service reloads asked by mssctl."""
+        self.directory.poll()
+        try:
+            self.service_engine.poll_store()
+        except Exception:
+            log.failure("service engine poll failed")
 
     def _persist_ban(self, ban) -> None:
         if ban is not None:

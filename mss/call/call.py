@@ -162,6 +162,8 @@ class Call:
         self.plan_refusals: list[int] = []
         self.b_sdp = b""
         self.extra_headers: list[tuple[str, str]] = []   # added to every B-leg INVITE
+        self.diversions: list[str] = []            # numbers the call was forwarded from
+        self.barged = None                         # the call this one broke into
 
     # -- setup ---------------------------------------------------------------------------------
     def ring(self, targets, ring_time: float) -> None:
@@ -496,10 +498,13 @@ class Call:
         if not self.b_legs and self.plan_refusals:
             failures = [403 if all(r == 403 for r in self.plan_refusals) else 503]
         best = _best_failure(failures)
-        reason = None
-        for b in self.b_legs:
-            if b.status == best and b is leg:
-                reason = None
+        if best in (486, 600) and self.m.hooks.active and self.callee_ext:
+            decision = self.m.hooks.busy(self.facts())
+            if decision.action == "redirect" and self.divert(decision):
+                return
+            if decision.action == "reject":
+                self.fail(decision.code, decision.reason or None, f"service {decision.service}")
+                return
         self.fail(best, None, f"all devices failed ({', '.join(map(str, failures)) or 'none'})")
 
     # -- failure and end of setup ----------------------------------------------------------------
@@ -523,7 +528,113 @@ class Call:
         if self.state != "setup":
             return
         self.log.info("call {call_id}: no answer", call_id=self.id)
+        if self.m.hooks.active and self.callee_ext:
+            decision = self.m.hooks.no_answer(self.facts())
+            if decision.action == "redirect" and self.divert(decision):
+                return
+            if decision.action == "reject":
+                self.fail(decision.code, decision.reason or None, f"service {decision.service}")
+                return
         self.fail(480, "No Answer", "no answer", ())
+
+    # -- services: facts, forwarding, local answer, barge-in ------------------------------------
+    def facts(self):
+        return self.m.hooks.facts(self.a.request, self.id, self.caller, self.callee,
+                                  display=self.caller_display, caller_ext=self.caller_ext,
+                                  direction=self.direction, trunk=self.trunk or "",
+                                  diversions=self.diversions)
+
+    def add_diversion(self, number: str, decision) -> None:
+        """Record that the call was diverted from ``number`` (RFC 5806 Diversion header)."""
+        from mss.call.services import diversion_header
+        self.diversions.append(number)
+        self.extra_headers.insert(0, ("Diversion",
+                                      diversion_header(number, self.m.domain, decision)))
+
+    def divert(self, decision) -> bool:
+        """Forward a ringing call (busy / no answer): cancel the devices, ring the new target."""
+        if self.state != "setup" or len(self.diversions) >= self.m.forward_limit:
+            return False
+        route = self.m.router.route(decision.target, self.caller_ext)
+        if route.status:
+            return False
+        for leg in self.b_legs:
+            if leg.open:
+                self._cancel_leg(leg, None)
+        self._stop_timers()
+        self.log.info("call {call_id} forwarded from {callee} to {target} ({reason})",
+                      call_id=self.id, callee=self.callee, target=decision.target,
+                      reason=decision.reason)
+        self.add_diversion(self.callee, decision)
+        self.callee, self.callee_ext = decision.target, route.extension
+        self.early_sdp_sent = False
+        if route.trunk_plan:
+            self.ring_trunks(route.trunk_plan, self.m.no_answer_timeout)
+        else:
+            self.ring(route.targets, self.m.no_answer_timeout)
+        return True
+
+    def answer_locally(self, tone: str, hold: float = 2.0) -> None:
+        """Answer the caller ourselves (a service's confirmation or announcement).
+
+        The SDP answer accepts the caller's streams as inactive: no tone audio is played
+        yet (the media gateway has no tone source); the caller hears the answer and the
+        release after ``hold`` seconds.
+        """
+        a = self.a
+        resp = make_response(a.request, 200, None, to_tag=a.tag)
+        resp.headers.add("Contact", f"<{a.contact}>")
+        if a.request.body:
+            resp.set_body(inactive_answer(a.request.body, self.m.core.local_host(a.source.host)),
+                          "application/sdp")
+        a.dialog = Dialog.from_uas(a.request, a.tag, a.source, a.contact)
+        a.dialog.early = False
+        self.state = "answered"
+        self.answer_time = self.m.wall()
+        self.status = 200
+        self.cause_tone = tone
+        self.m.call_answered(self)
+        self.m.core.send_response(a.tx, resp, self.m.now())
+        self.timers.append(self.m.timers.call_at(self.m.now() + hold, self.hangup, f"service ({tone})"))
+
+    def barge_into(self, victim: "Call") -> None:
+        """Operator break-in: the victim's two legs and this caller meet in a mixer room."""
+        media = self.m.media
+        room = f"barge-{victim.id}"
+        a = self.a
+        legs = [(victim.id, victim.a.request.from_.tag)]
+        if victim.winner is not None:
+            legs.append((victim.id, victim.winner.tag))
+        from twisted.internet import defer
+        d = defer.gatherResults([media.room_join(room, cid, tag) for cid, tag in legs],
+                                consumeErrors=True)
+        d.addCallback(lambda _: media.room_join(room, self.id, a.request.from_.tag, a.request.body))
+        self.barged = victim
+
+        def joined(sdp):
+            if self.state != "setup":
+                return
+            resp = make_response(a.request, 200, None, to_tag=a.tag)
+            resp.headers.add("Contact", f"<{a.contact}>")
+            if sdp:
+                resp.set_body(sdp, "application/sdp")
+            a.dialog = Dialog.from_uas(a.request, a.tag, a.source, a.contact)
+            a.dialog.early = False
+            self.state = "answered"
+            self.answer_time = self.m.wall()
+            self.status = 200
+            self.m.call_answered(self)
+            self.m.core.send_response(a.tx, resp, self.m.now())
+            self.m.flush()
+            self.log.info("call {call_id} broke into call {victim}", call_id=self.id,
+                          victim=victim.id)
+
+        def failed(f):
+            self.log.error("break-in into {victim} failed: {error}", victim=victim.id,
+                           error=f.getErrorMessage())
+            self.fail(503, "Break-In Failed", "media gateway refused the room")
+            self.m.flush()
+        d.addCallbacks(joined, failed)
 
     def caller_cancelled(self) -> None:
         if self.state != "setup":
@@ -846,6 +957,19 @@ class Call:
         self.end_time = self.m.wall()
         self._stop_timers()
         self.m.call_ended(self)
+
+
+def inactive_answer(offer: bytes, address: str) -> bytes:
+    """An SDP answer accepting every offered stream as inactive (RFC 3264 §6)."""
+    lines = offer.decode("utf-8", "replace").replace("\r\n", "\n").split("\n")
+    family = "IP6" if ":" in address else "IP4"
+    out = ["v=0", f"o=mss 1 1 IN {family} {address}", "s=mss", f"c=IN {family} {address}", "t=0 0"]
+    for line in lines:
+        if line.startswith("m="):
+            parts = line[2:].split()
+            if len(parts) >= 4:
+                out += [f"m={parts[0]} 9 {parts[2]} {parts[3]}", "a=inactive"]
+    return ("\r\n".join(out) + "\r\n").encode()
 
 
 def _disposition(status: int) -> str:

@@ -21,10 +21,21 @@ from mss.call.call import ALeg, BLeg, Call
 from mss.call.cdr import cdr_of
 from mss.call.media import PassThroughMedia
 from mss.call.routing import Router
+from mss.call.services import ServiceHooks
+from mss.services.api import ANSWER, BREAK_IN, FEATURE, REDIRECT, REJECT
 from mss.sip.core import ALLOW, ITransactionUser
 from mss.sip.message import make_response
 
 CALL_WAITING_OFF = "call_waiting_off"
+
+
+def _caller_change(decision, caller, display):
+    """A service may change the displayed caller (number and/or name)."""
+    if decision.caller is not None:
+        caller = decision.caller
+    if decision.caller_display is not None:
+        display = decision.caller_display
+    return caller, display
 
 
 @implementer(ITransactionUser)
@@ -54,18 +65,25 @@ class CallManager:
         self.contact_user = "mss"
         self.trunks = trunks                              # TrunkDispatcher or None
         self.router = Router(directory, bindings, trunks)
+        self.forward_limit = 5
+        self.in_call: dict[str, int] = {}                 # extension -> active calls
+        self.hooks = ServiceHooks(None, directory, bindings, self.wall, self.in_call)
         self._wall = wall or clock.seconds
         self._flush = shell_flush
         self.calls: dict[str, Call] = {}                 # A-leg Call-ID -> call
         self._legs: dict[tuple, tuple] = {}              # (Call-ID, our tag) -> (call, leg)
         self._tx: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self._a_tx: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-        self.in_call: dict[str, int] = {}                 # extension -> active calls
         self.setting_up = 0
         self.accepting = True                               # False while shutting down
         self.counters = {"calls": 0, "answered": 0, "busy": 0, "no answer": 0, "cancelled": 0,
                          "failed": 0, "rejected": 0, "overload": 0}
         self.listeners = []          # callables(call, event) for metrics/services: "answered"/"ended"
+
+    def set_engine(self, engine, forward_limit: int = 5) -> None:
+        """Attach the Lua service engine (``mss.services.engine.ServiceEngine``)."""
+        self.hooks.engine = engine
+        self.forward_limit = forward_limit
 
     # -- helpers the calls use -----------------------------------------------------------------
     def now(self) -> float:
@@ -99,6 +117,8 @@ class CallManager:
         if call.callee_ext:
             self.in_call[call.callee_ext] = self.in_call.get(call.callee_ext, 0) + 1
         self.counters["answered"] += 1
+        if self.hooks.active:
+            self.hooks.answered(call.facts())
         for listener in self.listeners:
             listener(call, "answered")
 
@@ -112,6 +132,11 @@ class CallManager:
             self._dec(call.callee_ext)
         if call.caller_ext:
             self._dec(call.caller_ext)
+        if call.barged is not None and hasattr(self.media, "room_leave"):
+            self.media.room_leave(call.id, call.a.request.from_.tag)   # the others stay mixed
+        for other in list(self.calls.values()):
+            if other.barged is call and other is not call:
+                other.hangup("the call it broke into ended")
         self.media.delete(call.id)
         try:
             self.store.add_cdr(cdr_of(call))          # durable before the call is dropped
@@ -128,6 +153,8 @@ class CallManager:
         self.log.info("call {call_id} {caller} -> {callee} ended: {disposition} ({cause})",
                       call_id=call.id, caller=call.caller, callee=call.callee,
                       disposition=call.disposition, cause=call.cause)
+        if self.hooks.active:
+            self.hooks.ended(call.facts(), call.disposition)
         for listener in self.listeners:
             listener(call, "ended")
 
@@ -256,22 +283,91 @@ class CallManager:
 
     def start_call(self, request, source, tx, *, caller, caller_ext, display, direction,
                    route=None, callee=None, trunk=None):
-        """Route an authorised INVITE and ring the callee; returns the Call (None if refused)."""
+        """Route an authorised INVITE and ring the callee; returns the Call (None if refused).
+
+        The Lua services act here: feature codes and the originating hook before routing,
+        the terminating hook before a local callee is alerted (forwarding, DND, ...).
+        """
         dialled = callee or request.uri.number or ""
+        hooks = self.hooks
+        diversions: list[tuple[str, object]] = []
+        ring_time = self.no_answer_timeout
+        facts_args = dict(display=display, caller_ext=caller_ext, direction=direction,
+                          trunk=trunk or "")
+
+        def refuse(status, reason, why):
+            self.counters["rejected"] += 1
+            self._answer(tx, request, status, reason or None)
+            self._write_rejected(request, caller, dialled, direction, status, why or reason)
+            return None
+
+        if hooks.active:
+            facts = hooks.facts(request, request.call_id, caller, dialled, **facts_args)
+            if route is None and caller_ext is not None:
+                feature = hooks.feature(dialled, facts)
+                if feature is not None:
+                    return self._feature(feature, request, source, tx, caller, caller_ext,
+                                         display, direction, dialled)
+            decision = hooks.originating(facts)
+            caller, display = _caller_change(decision, caller, display)
+            facts_args["display"] = display
+            if decision.action == REJECT:
+                return refuse(decision.code, decision.reason, f"service {decision.service}")
+            if decision.action == REDIRECT:
+                diversions.append((dialled, decision))
+                dialled, route = decision.target, None
+            elif decision.action in (ANSWER, FEATURE):
+                return self._answer_locally(request, source, tx, caller, caller_ext, display,
+                                            direction, dialled, decision.tone)
         if route is None:
             route = self.router.route(dialled, caller_ext)
+        for _ in range(self.forward_limit + 1):
+            if not hooks.active or route.extension is None:
+                break
+            ext = self.directory(route.extension)
+            blocks = ext is not None and (ext.has(CALL_WAITING_OFF) or not self.call_waiting)
+            state = hooks.callee_state(route.extension, blocks)
+            facts = hooks.facts(request, request.call_id, caller, route.extension,
+                                diversions=[n for n, _ in diversions], **facts_args)
+            decision = hooks.terminating(facts, state)
+            caller, display = _caller_change(decision, caller, display)
+            facts_args["display"] = display
+            if decision.action == REJECT:
+                return refuse(decision.code, decision.reason, f"service {decision.service}")
+            if decision.action == REDIRECT:
+                diversions.append((route.extension, decision))
+                dialled = decision.target
+                route = self.router.route(dialled, caller_ext)
+                continue
+            if decision.action in (ANSWER, FEATURE):
+                return self._answer_locally(request, source, tx, caller, caller_ext, display,
+                                            direction, dialled, decision.tone)
+            if decision.ring_timeout:
+                ring_time = decision.ring_timeout
+            break
         if route.status:
-            self.counters["rejected"] += 1
-            self._answer(tx, request, route.status, route.reason)
-            self._write_rejected(request, caller, dialled, direction, route.status, route.reason)
-            return None
+            return refuse(route.status, route.reason, route.reason)
         callee_ext = route.extension
         ext = self.directory(callee_ext) if callee_ext else None
         if ext is not None and callee_ext in self.in_call and \
                 (ext.has(CALL_WAITING_OFF) or not self.call_waiting):
-            self._answer(tx, request, 486)
-            self._write_rejected(request, caller, dialled, direction, 486, "call waiting off")
-            return None
+            return refuse(486, None, "call waiting off")
+        call = self._new_call(request, source, tx, caller, caller_ext, display, direction,
+                              dialled, callee_ext, trunk)
+        for number, decision in diversions:
+            call.add_diversion(number, decision)
+        if route.trunk_plan:
+            call.direction = "outbound" if direction == "internal" else direction
+            self.log.info("call {call_id}: {caller} -> {callee} via trunks {trunks}",
+                          call_id=call.id, caller=caller, callee=dialled,
+                          trunks=",".join(t.name for t, _ in route.trunk_plan))
+            call.ring_trunks(route.trunk_plan, ring_time)
+        else:
+            call.ring(route.targets, ring_time)
+        return call
+
+    def _new_call(self, request, source, tx, caller, caller_ext, display, direction, dialled,
+                  callee_ext, trunk) -> Call:
         tag = self.core.new_tag()
         tx.to_tag = tag
         reliable = "100rel" in request.option_tags("require") or (
@@ -288,14 +384,48 @@ class CallManager:
         self.counters["calls"] += 1
         if caller_ext:
             self.in_call[caller_ext] = self.in_call.get(caller_ext, 0) + 1
-        if route.trunk_plan:
-            call.direction = "outbound"
-            self.log.info("call {call_id}: {caller} -> {callee} via trunks {trunks}",
-                          call_id=call.id, caller=caller, callee=dialled,
-                          trunks=",".join(t.name for t, _ in route.trunk_plan))
-            call.ring_trunks(route.trunk_plan, self.no_answer_timeout)
-        else:
-            call.ring(route.targets, self.no_answer_timeout)
+        return call
+
+    def _answer_locally(self, request, source, tx, caller, caller_ext, display, direction,
+                        dialled, tone):
+        """A service answers the call itself (feature code confirmation, announcement)."""
+        call = self._new_call(request, source, tx, caller, caller_ext, display, direction,
+                              dialled, None, None)
+        call.answer_locally(tone)
+        return call
+
+    def _feature(self, decision, request, source, tx, caller, caller_ext, display, direction,
+                 dialled):
+        if decision.action == REJECT:
+            self.counters["rejected"] += 1
+            self._answer(tx, request, decision.code, decision.reason or None)
+            self._write_rejected(request, caller, dialled, direction, decision.code,
+                                 f"feature {decision.service}")
+            return None
+        if decision.action == BREAK_IN:
+            return self.break_in(request, source, tx, caller, caller_ext, display, decision.target)
+        if decision.action == REDIRECT:
+            return self.start_call(request, source, tx, caller=caller, caller_ext=caller_ext,
+                                   display=display, direction=direction,
+                                   route=self.router.route(decision.target, caller_ext),
+                                   callee=decision.target)
+        return self._answer_locally(request, source, tx, caller, caller_ext, display, direction,
+                                    dialled, decision.tone or "confirm")
+
+    def break_in(self, request, source, tx, caller, caller_ext, display, target):
+        """Operator barge-in: join ``target``'s current call as a third party (mixer room)."""
+        victim = next((c for c in self.calls.values() if c.state == "answered"
+                       and target in (c.callee_ext, c.caller_ext)), None)
+        if victim is None:
+            self._answer(tx, request, 480, "Target Not In A Call")
+            self._write_rejected(request, caller, target, "internal", 480, "break-in: idle target")
+            return None
+        if not hasattr(self.media, "room_join"):
+            self._answer(tx, request, 503, "No Media Gateway For Break-In")
+            return None
+        call = self._new_call(request, source, tx, caller, caller_ext, display, "internal",
+                              target, None, None)
+        call.barge_into(victim)
         return call
 
     def _write_rejected(self, request, caller, callee, direction, status, reason):
