@@ -7,6 +7,7 @@ A configuration error is a ``UsageError`` so twistd prints one line and exits: n
 # -*- test-case-name: tests.test_tap -*-
 from __future__ import annotations
 
+import os
 import sys
 
 from twisted.application import service
@@ -18,6 +19,7 @@ from twisted.python import usage
 from mss import config as mss_config
 from mss.admin.operations import OperationsService
 from mss.call.manager import CallManager
+from mss.call.media import GatewayMedia, PassThroughMedia
 from mss.services.engine import ServiceEngine
 from mss.registrar.abuse import BanList
 from mss.registrar.auth import Authenticator, load_secret
@@ -124,10 +126,40 @@ class Switch(service.MultiService):
         self.directory.listeners.append(self._provisioning_changed)
         self.shell.setServiceParent(self)
         self.calls._flush = self.shell.flush
+        self._setup_media(settings["media"], reactor)
         self.poller = TimerService(settings["store"]["poll_interval"], self._poll)
         self.poller.setServiceParent(self)
         self.operations = OperationsService(self)      # control socket, manhole, metrics
         self.operations.setServiceParent(self)
+
+    def _setup_media(self, media, reactor) -> None:
+        """[media] mode: "child" starts the gateway, "remote" uses one, "off" passes SDP."""
+        self.media = None
+        self.media_child = None
+        if media["mode"] == "off":
+            self.calls.media = PassThroughMedia()
+            return
+        from mss.media.client import NgClient
+        if media["mode"] == "child":
+            from mss.media.child import MediaChildService
+            path = os.path.join(os.path.dirname(self.settings["store"]["path"]), "mss-media.toml")
+            write_media_config(path, media)
+            self.media_child = MediaChildService(reactor, path)
+            self.media_child.setServiceParent(self)
+        self.media = NgClient(reactor, media["control"], on_notify=self._media_notify)
+        self.media.setServiceParent(self)
+        self.calls.media = GatewayMedia(self.media, self.shell.flush)
+
+    def _media_notify(self, message) -> None:
+        """The gateway saw no RTP for [media] media_timeout seconds: end that call."""
+        if message.get("notify") in ("media-timeout", b"media-timeout"):
+            call_id = message.get("call-id")
+            call_id = call_id.decode() if isinstance(call_id, bytes) else call_id
+            call = self.calls.calls.get(call_id)
+            if call is not None:
+                log.info("call {call_id}: no RTP, ending it", call_id=call_id)
+                call.hangup("media timeout")
+                self.shell.flush()
 
     def _poll(self) -> None:
         """Once per poll interval: provisioning changes, and service reloads asked by mssctl."""
@@ -176,6 +208,17 @@ class Switch(service.MultiService):
             self.store.close()
             return result
         return d.addBoth(stop_parts).addBoth(close)
+
+
+def write_media_config(path: str, media) -> None:
+    """The gateway child's own config file, from the switch's [media] section."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    workers = media["workers"]
+    with open(path, "w") as f:
+        f.write("# written by mss at start-up from [media] in mss.toml; edits are lost\n[media]\n")
+        f.write(f'control = "{media["control"]}"\nrtp_ports = "{media["rtp_ports"]}"\n')
+        f.write(f'public_address = "{media["public_address"]}"\n')
+        f.write(f'media_timeout = {media["media_timeout"]}\nworkers = {workers}\n')
 
 
 def makeService(options, reactor=None):

@@ -1,5 +1,10 @@
 """The seam between call control and media anchoring.
 
+``GatewayMedia`` adapts an ng client (``mss.media.client.NgClient``: the built-in gateway or
+a real rtpengine) to this seam: one media "call" per mss call (the A leg's Call-ID), the
+caller's tag as from-tag and each B leg's tag as to-tag. Its Deferreds fire from UDP
+answers, outside the SIP input path, so it asks the shell to flush what the call core sent.
+
 The call core asks for SDP to be rewritten on each offer/answer (rtpengine ``ng`` semantics:
 ``offer`` with the offerer's tag returns the SDP for the other side; ``answer`` with both tags
 returns the SDP for the offerer) and ends media with ``delete``. Every result is a Deferred:
@@ -22,6 +27,45 @@ class IMediaAnchor(Interface):
 
     def delete(call_id):
         """Free every stream of the call (fire and forget)."""
+
+
+@implementer(IMediaAnchor)
+class GatewayMedia:
+    def __init__(self, client, flush=lambda: None):
+        self.client = client
+        self.flush = flush
+
+    def _sdp(self, d):
+        out = defer.Deferred()
+
+        def ok(reply):
+            out.callback(reply["sdp"] if isinstance(reply, dict) else reply)
+            self.flush()
+
+        def failed(failure):
+            out.errback(failure)
+            self.flush()
+        d.addCallbacks(ok, failed)
+        return out
+
+    def offer(self, call_id, from_tag, sdp, leg_label="", to_tag=None):
+        return self._sdp(self.client.offer(call_id, from_tag, sdp, to_tag=to_tag))
+
+    def answer(self, call_id, from_tag, to_tag, sdp, leg_label=""):
+        return self._sdp(self.client.answer(call_id, from_tag, to_tag, sdp))
+
+    def delete(self, call_id):
+        d = self.client.delete(call_id)
+        d.addErrback(lambda f: None)          # already gone (timeout, restart): nothing to free
+        return None
+
+    def room_join(self, room, call_id, from_tag, sdp=None):
+        return self._sdp(self.client.room_join(room, call_id, from_tag, sdp))
+
+    def room_leave(self, call_id, from_tag):
+        d = self.client.room_leave(call_id, from_tag)
+        d.addErrback(lambda f: None)
+        return d
 
 
 @implementer(IMediaAnchor)
