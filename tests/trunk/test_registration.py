@@ -287,6 +287,15 @@ class FailureTests(SynchronousTestCase):
         self.assertEqual(status["state"], "unreachable")
         self.assertEqual(status["last_status"], 408)
 
+    def test_transport_error_is_unreachable_at_once(self):
+        c = Carrier(self, ims_trunk())
+        c.reg.start()
+        c.received()
+        c.core.transport_error(PROXY, c.now())
+        self.assertEqual(c.reg.state, "unreachable")
+        self.assertEqual(c.reg.next_refresh - c.now(), BACKOFF_START)
+        self.assertIn("no answer", c.status()["last_reason"])
+
     def test_success_resets_the_back_off(self):
         c = Carrier(self, ims_trunk(expires=120))
         c.reg.start()
