@@ -458,6 +458,13 @@ class Call:
     def _a_answer(self, b_resp: Response, sdp: bytes) -> None:
         if self.state != "setup":
             return
+        self._answer_caller(sdp, b_resp.headers.get("content-type") or "application/sdp")
+        if self.m.max_duration:
+            self.timers.append(self.m.timers.call_at(self.m.now() + self.m.max_duration,
+                                                     self._max_duration))
+
+    def _answer_caller(self, sdp: bytes, content_type: str = "application/sdp") -> None:
+        """Send the 200 to the caller: the call is answered (dialog confirmed on the ACK)."""
         a = self.a
         resp = make_response(a.request, 200, None, to_tag=a.tag)
         resp.headers.add("Contact", f"<{a.contact}>")
@@ -465,7 +472,7 @@ class Call:
         if a.reliable:
             resp.headers.add("Supported", "100rel")
         if sdp:
-            resp.set_body(sdp, b_resp.headers.get("content-type") or "application/sdp")
+            resp.set_body(sdp, content_type)
         if a.dialog is None:
             a.dialog = Dialog.from_uas(a.request, a.tag, a.source, a.contact)
         a.dialog.early = False
@@ -474,9 +481,6 @@ class Call:
         self.status = 200
         self.m.call_answered(self)
         self.m.core.send_response(a.tx, resp, self.m.now())
-        if self.m.max_duration:
-            self.timers.append(self.m.timers.call_at(self.m.now() + self.m.max_duration,
-                                                     self._max_duration))
 
     def _b_failed(self, leg: BLeg, status: int, reason: str) -> None:
         if leg.state in ("failed",):
@@ -582,19 +586,9 @@ class Call:
         release after ``hold`` seconds.
         """
         a = self.a
-        resp = make_response(a.request, 200, None, to_tag=a.tag)
-        resp.headers.add("Contact", f"<{a.contact}>")
-        if a.request.body:
-            resp.set_body(inactive_answer(a.request.body, self.m.core.local_host(a.source.host)),
-                          "application/sdp")
-        a.dialog = Dialog.from_uas(a.request, a.tag, a.source, a.contact)
-        a.dialog.early = False
-        self.state = "answered"
-        self.answer_time = self.m.wall()
-        self.status = 200
-        self.cause_tone = tone
-        self.m.call_answered(self)
-        self.m.core.send_response(a.tx, resp, self.m.now())
+        sdp = inactive_answer(a.request.body, self.m.core.local_host(a.source.host)) \
+            if a.request.body else b""
+        self._answer_caller(sdp)
         self.timers.append(self.m.timers.call_at(self.m.now() + hold, self.hangup, f"service ({tone})"))
 
     def barge_into(self, victim: "Call") -> None:
@@ -614,17 +608,7 @@ class Call:
         def joined(sdp):
             if self.state != "setup":
                 return
-            resp = make_response(a.request, 200, None, to_tag=a.tag)
-            resp.headers.add("Contact", f"<{a.contact}>")
-            if sdp:
-                resp.set_body(sdp, "application/sdp")
-            a.dialog = Dialog.from_uas(a.request, a.tag, a.source, a.contact)
-            a.dialog.early = False
-            self.state = "answered"
-            self.answer_time = self.m.wall()
-            self.status = 200
-            self.m.call_answered(self)
-            self.m.core.send_response(a.tx, resp, self.m.now())
+            self._answer_caller(sdp)
             self.m.flush()
             self.log.info("call {call_id} broke into call {victim}", call_id=self.id,
                           victim=victim.id)
