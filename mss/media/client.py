@@ -127,6 +127,8 @@ class _CommandsMixin:
 
 
 class _ClientProtocol(DatagramProtocol):
+    noisy = False
+
     def __init__(self, owner: "NgClient"):
         self.owner = owner
 

@@ -145,6 +145,7 @@ class EpollSockets:
 class ControlProtocol(DatagramProtocol):
     """The ng control port of one gateway (or of the front process, see mss.media.workers)."""
     log = Logger()
+    noisy = False
 
     def __init__(self, handler, clock, cache: ng.CookieCache | None = None):
         self.handler = handler          # handler(message, source) -> reply dict
