@@ -36,6 +36,11 @@ COMPLETED_ELSEWHERE = 'SIP;cause=200;text="Call completed elsewhere"'
 # the route's next trunk is tried (Timer B, 32 s, is longer than the usual ring time)
 TRUNK_NO_RESPONSE = 5.0
 
+# headers a request re-sent with credentials gets anew (from its dialog) or must not repeat
+_NOT_COPIED_ON_AUTH = frozenset(("via", "from", "to", "call-id", "cseq", "max-forwards", "route",
+                                 "contact", "authorization", "proxy-authorization",
+                                 "content-length", "content-type"))
+
 # headers copied across when relaying an in-dialog request or a response
 _RELAYED = ("content-type", "content-disposition", "info-package", "event", "subscription-state",
             "reason", "rseq", "recv-info", "allow-events")
@@ -270,6 +275,45 @@ class Call:
         again.invalidate()
         leg.invite = again
         leg.tx = self.m.send(again, leg.dest, self, leg, "invite")
+        return True
+
+    def trunk_challenged(self, leg, purpose, req: Request, resp: Response) -> bool:
+        """A carrier challenged a request we sent in its dialog (BYE, PRACK, a re-INVITE or
+        INFO relayed from the caller...): send it again once, with a new CSeq and the
+        trunk's credentials. False when it cannot be answered (handled as any failure)."""
+        from mss.sip import digest
+        from mss.sip.headers import canonical
+        trunk = getattr(leg, "trunk", None)
+        if trunk is None or req is None or req.method in ("ACK", "CANCEL"):
+            return False
+        header = "www-authenticate" if resp.status == 401 else "proxy-authenticate"
+        challenges = []
+        for value in resp.headers.get_lines(header):
+            try:
+                challenges.extend(digest.parse_challenges(value))
+            except digest.DigestError:
+                continue
+        challenge = digest.choose_challenge(challenges)
+        answered = "authorization" in req.headers or "proxy-authorization" in req.headers
+        if challenge is None or (answered and not challenge.stale):
+            return False
+        dialog = leg.dialog if leg.dialog is not None and \
+            leg.dialog.remote_tag == req.to.tag else leg.dialogs.get(req.to.tag)
+        if dialog is None:
+            return False
+        again = dialog.request(req.method)
+        for name, value in req.headers:
+            if canonical(name) not in _NOT_COPIED_ON_AUTH:
+                again.headers.add(name, value)
+        if req.body:
+            again.set_body(req.body, req.headers.get("content-type") or "application/sdp")
+        else:
+            again.headers.add("Content-Length", "0")
+        again.headers.add("Authorization" if resp.status == 401 else "Proxy-Authorization",
+                          digest.authorization(challenge, trunk.username, trunk.password,
+                                               req.method, str(again.uri),
+                                               cnonce=self.m.core.new_tag(), nc=1))
+        self.m.send(again, dialog.destination(), self, leg, purpose)
         return True
 
     def _media_failed(self, failure) -> None:

@@ -195,6 +195,9 @@ class CallManager:
         if entry is None:
             return
         call, leg, purpose = entry
+        if response.status in (401, 407) and purpose != "invite" and \
+                call.trunk_challenged(leg, purpose, transaction.request, response):
+            return                       # re-sent with the trunk's credentials
         if purpose == "invite":
             call.b_invite_response(leg, response)
         elif isinstance(purpose, tuple) and purpose[0] == "relay":

@@ -351,3 +351,77 @@ class SilentCarrierTests(TrunkCallTestCase):
         self.sw.advance(21)
         self.assertEqual(set(self.a.kinds()), {480})        # (and its retransmissions)
         self.released()
+
+
+class InDialogChallengeTests(TrunkCallTestCase):
+    """Carriers that challenge requests inside the dialog: answered once with the auth ID."""
+
+    def answered(self):
+        out = self.dial()
+        inc = self.c1.incoming()
+        inc.respond(200, sdp(5000))
+        out.ack(self.a.take(200))
+        self.c1.take("ACK")
+        return out, inc
+
+    def challenge(self, inc, request, status=407, nonce="nD"):
+        name = "Proxy-Authenticate" if status == 407 else "WWW-Authenticate"
+        inc.respond(status, request=request, headers=[(name, digest.challenge(DOMAIN, nonce))])
+
+    def test_bye_answered_once(self):
+        out, inc = self.answered()
+        out.request("BYE")
+        self.a.take(200)
+        bye = self.c1.take("BYE")
+        self.challenge(inc, bye)
+        again = self.c1.take("BYE")
+        creds = digest.parse_credentials(again.headers.get("proxy-authorization"))
+        self.assertEqual((creds.username, creds.realm), (AUTH_ID, DOMAIN))
+        self.assertTrue(digest.verify(creds, digest.ha1("MD5", AUTH_ID, DOMAIN, "carrier-pw"),
+                                      "BYE"))
+        self.assertEqual(again.cseq.number, bye.cseq.number + 1)
+        self.assertEqual((again.call_id, again.to.tag), (bye.call_id, bye.to.tag))
+        self.challenge(inc, again, nonce="nE")              # refused again: give up
+        self.assertEqual(self.c1.kinds(), [])
+        self.released()
+
+    def test_prack_answered(self):
+        self.dial()
+        inc = self.c1.incoming()
+        inc.respond(180, headers=[("Require", "100rel"), ("RSeq", "1")])
+        prack = self.c1.take("PRACK")
+        self.challenge(inc, prack, status=401)
+        again = self.c1.take("PRACK")
+        self.assertIn(AUTH_ID, again.headers.get("authorization"))
+        self.assertEqual(again.headers.get("rack"), prack.headers.get("rack"))
+        self.assertEqual(again.cseq.number, prack.cseq.number + 1)
+
+    def test_relayed_reinvite_answered_and_the_caller_never_sees_the_challenge(self):
+        out, inc = self.answered()
+        out.request("INVITE", body=sdp(4002, "sendonly"))
+        reinvite = self.c1.take("INVITE")
+        self.challenge(inc, reinvite)
+        self.c1.take("ACK")                                  # the 407 is ACKed hop by hop
+        again = self.c1.take("INVITE")
+        self.assertIn(AUTH_ID, again.headers.get("proxy-authorization"))
+        self.assertIn(b"sendonly", again.body)
+        self.assertNotIn(407, self.a.kinds())
+        inc.respond(200, sdp(5000, "recvonly"), request=again)
+        self.assertEqual([k for k in self.a.kinds() if k != 100], [200])
+
+    def test_extension_legs_are_not_answered(self):
+        """Only carrier legs carry credentials; a phone's 407 is relayed as before."""
+        self.sw.store.add_extension("1003", "pw-1003", "mss.test")
+        self.sw.directory.invalidate()
+        phone = self.sw.phone("1003", 5063)
+        out = self.a.invite("1003")
+        inc = phone.incoming()
+        inc.respond(200, sdp(5000))
+        out.ack(self.a.take(200))
+        phone.take("ACK")
+        out.request("INFO")
+        info = phone.take("INFO")
+        inc.respond(407, request=info, headers=[("Proxy-Authenticate",
+                                                 digest.challenge("x", "n"))])
+        self.assertIn(407, self.a.kinds())
+        self.assertFalse(phone.has("INFO"))
