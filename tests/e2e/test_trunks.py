@@ -399,6 +399,24 @@ class OutboundCallTests(CallTestCase):
         self.assertEqual(len(requests(log, "BYE")), 1)
 
     @defer.inlineCallbacks
+    def test_carrier_that_challenges_the_bye(self):
+        port = free_port("127.0.0.2")
+        yield self.extension()
+        yield self.add_trunk("ims", "127.0.0.2", port)
+        yield self.mssctl("route", "add", "0", "--trunk", "ims")
+        yield self.switch.start()
+        carrier, log = self.carrier("carrier_bye_auth.xml", "127.0.0.2", port, "-set", "authid",
+                                    AUTH_ID)
+        yield self.sipp_ok(self.sipp_call("0755123"), "the extension's call")
+        yield self.sipp_ok(carrier, "the carrier")
+        byes = requests(log, "BYE")
+        self.assertEqual(len(byes), 2)
+        creds = digest.parse_credentials(header(byes[1], "Proxy-Authorization"))
+        self.assertTrue(digest.verify(creds, digest.ha1("MD5", AUTH_ID, DOMAIN, CARRIER_PW),
+                                      "BYE"))
+        self.assertNotIn(" 403 ", "".join(m.splitlines()[0] for m in messages(log)))
+
+    @defer.inlineCallbacks
     def test_carrier_that_requires_100rel(self):
         port = free_port("127.0.0.2")
         yield self.extension()
