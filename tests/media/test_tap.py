@@ -79,15 +79,12 @@ class WorkersProcessTests(TestCase):
     timeout = 60
 
     @defer.inlineCallbacks
-    def test_front_and_workers(self):
-        from mss.sip import sdp
-        from tests.media.fakes import offer_sdp, rtp
-        from tests.media.test_server import Phone
+    def start_front(self, ports):
         port = free_udp_port()           # the workers take port + 1 and port + 2
         path = os.path.abspath(self.mktemp())
         with open(path, "w") as f:
-            f.write('[media]\ncontrol = "127.0.0.1:%d"\nrtp_ports = "46200-46399"\n'
-                    'public_address = "127.0.0.1"\nworkers = 2\n' % port)
+            f.write('[media]\ncontrol = "127.0.0.1:%d"\nrtp_ports = "%s"\n'
+                    'public_address = "127.0.0.1"\nworkers = 2\n' % (port, ports))
         child = MediaChildService(reactor, path, kill_after=5)
         child.startService()
         self.addCleanup(lambda: child.stopService() if child.running else None)
@@ -103,13 +100,24 @@ class WorkersProcessTests(TestCase):
                 if reactor.seconds() > deadline:
                     raise
                 yield task.deferLater(reactor, 0.2, lambda: None)
+        return child, client
+
+    def phones(self, count):
+        from tests.media.test_server import Phone
         phones = []
-        for _ in range(2):
+        for _ in range(count):
             p = Phone()
             listening = reactor.listenUDP(0, p, interface="127.0.0.1")
             self.addCleanup(listening.stopListening)
             phones.append((p, listening.getHost().port))
-        (a, a_port), (b, b_port) = phones
+        return phones
+
+    @defer.inlineCallbacks
+    def test_front_and_workers(self):
+        from mss.sip import sdp
+        from tests.media.fakes import offer_sdp, rtp
+        child, client = yield self.start_front("46200-46399")
+        (a, a_port), (b, b_port) = self.phones(2)
         seen_ports = set()
         for i in range(6):                # calls land on both workers' port slices
             o = yield client.offer("w-%d" % i, "ta", offer_sdp("127.0.0.1", a_port))
@@ -122,6 +130,62 @@ class WorkersProcessTests(TestCase):
         self.assertEqual(got[0], (rtp(1), ("127.0.0.1", sdp.parse(o["sdp"]).endpoint(0).port)))
         listed = yield client.command({"command": "list", "limit": 100})
         self.assertEqual(sorted(listed["calls"]), ["w-%d" % i for i in range(6)])
+        yield child.stopService()
+
+
+    @defer.inlineCallbacks
+    def test_barge_in_across_worker_processes(self):
+        """A call on one worker, its room on the other: the legs are bridged between the
+        worker processes and everybody hears the others, with real packets."""
+        import audioop
+        import struct
+        from mss.media.workers import Router
+        from mss.sip import sdp
+        from tests.media.fakes import offer_sdp, rtp
+        child, client = yield self.start_front("46400-46599")
+        router = Router([None, None])
+        room = "barge"
+        call_id = next("x%d" % i for i in range(100)
+                       if router.worker_of("x%d" % i) != router.room_worker(room))
+        (a, a_port), (b, b_port), (o, o_port) = self.phones(3)
+        off = yield client.offer(call_id, "ta", offer_sdp("127.0.0.1", a_port, codecs="0"))
+        ans = yield client.answer(call_id, "ta", "tb", offer_sdp("127.0.0.1", b_port, codecs="0"))
+        to_a = sdp.parse(ans["sdp"]).endpoint(0).port
+        to_b = sdp.parse(off["sdp"]).endpoint(0).port
+        # A and B talk first, so that the gateway has latched them
+        a.transport.write(rtp(0), ("127.0.0.1", to_a))
+        b.transport.write(rtp(0), ("127.0.0.1", to_b))
+        yield a.wait(1)
+        yield b.wait(1)
+        for tag in ("ta", "tb"):
+            yield client.room_join(room, call_id, tag)
+        j = yield client.room_join(room, "operator", "op",
+                                   sdp=offer_sdp("127.0.0.1", o_port, codecs="0"))
+        to_o = sdp.parse(j["sdp"]).endpoint(0).port
+        q = yield client.room_query(room)
+        self.assertEqual(sorted((p["call-id"], p["tag"]) for p in q["participants"]),
+                         [("operator", "op"), (call_id, "ta"), (call_id, "tb")])
+
+        def tone(value):
+            return audioop.lin2ulaw(struct.pack("<160h", *([value] * 160)), 2)
+        heard = {v: audioop.ulaw2lin(tone(v), 2) for v in (1000, 2000, 4000)}
+        want_o = audioop.lin2ulaw(audioop.add(heard[1000], heard[2000], 2), 2)
+        want_a = audioop.lin2ulaw(audioop.add(heard[2000], heard[4000], 2), 2)
+        deadline = reactor.seconds() + 10
+        seq = 1
+        got_o = got_a = False
+        while not (got_o and got_a):
+            self.assertLess(reactor.seconds(), deadline, "mixed audio did not arrive")
+            for phone, target, value in ((a, to_a, 1000), (b, to_b, 2000), (o, to_o, 4000)):
+                phone.transport.write(rtp(seq, pt=0, payload=tone(value)), ("127.0.0.1", target))
+            seq += 1
+            yield task.deferLater(reactor, 0.02, lambda: None)
+            got_o = got_o or any(d[12:] == want_o for d, _ in o.received)
+            got_a = got_a or any(d[12:] == want_a and src == ("127.0.0.1", to_a)
+                                 for d, src in a.received)
+        yield client.delete(call_id)
+        yield client.delete("operator")
+        self.assertEqual((yield client.command({"command": "room-list"}))["rooms"], [])
         yield child.stopService()
 
 
