@@ -157,11 +157,18 @@ class TrunkDispatcher:
         return trunk.destination(lambda host: self._addresses.get(trunk.name) or self.resolve(host))
 
     # -- inbound -------------------------------------------------------------------------------
-    def inbound_trunk(self, host: str):
-        for name, trunk in self.trunks.items():
-            if trunk.allows(host, self._addresses.get(name)):
-                return trunk
-        return None
+    def inbound_trunk(self, host: str, called: str | None = None):
+        """The trunk a request from ``host`` belongs to, or None (not trunk traffic). When
+        several trunks share the address (two accounts at one carrier), the one whose
+        account is the called number (IMS delivers calls to the registered contact) wins."""
+        found = [t for name, t in self.trunks.items()
+                 if t.allows(host, self._addresses.get(name))]
+        if len(found) > 1 and called:
+            want = called.lstrip("+")
+            for trunk in found:
+                if trunk.account.lstrip("+") == want:
+                    return trunk
+        return found[0] if found else None
 
     def did(self, number: str | None) -> str | None:
         """The extension for a called number, as the carrier sent it: tel: visual separators

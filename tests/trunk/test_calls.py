@@ -275,6 +275,15 @@ class InboundTests(TrunkCallTestCase):
         self.b.incoming()
         self.assertEqual(self.d.active, {("first", "in"): 1})
 
+    def test_shared_address_counts_on_the_account_called(self):
+        self.sw.store.put_trunk(trunk("second", "127.0.0.2", account="+8675500000002",
+                                      max_in=1), replace=True)
+        self.sw.store.add_did("+8675500000002", "1002")
+        self.d.reload()
+        self.inbound(self.c1, number="+8675500000002")
+        self.b.incoming()
+        self.assertEqual(self.d.active, {("second", "in"): 1})
+
     def test_callee_offline_releases(self):
         self.sw.bindings.remove_all("1002")
         self.inbound(self.c1)

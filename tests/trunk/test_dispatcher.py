@@ -130,6 +130,16 @@ class InboundTests(DispatcherTestCase):
         for host in ("127.0.0.1", "127.0.0.9", "10.21.0.1", "sbc.carrier.example", "", "::1"):
             self.assertIsNone(self.d.inbound_trunk(host), host)
 
+    def test_shared_address_picks_the_account_called(self):
+        self.store.put_trunk(trunk("acct1", account="+8675500000001", allow=("127.0.0.8",)))
+        self.store.put_trunk(trunk("acct2", account="+8675500000002", allow=("127.0.0.8",)))
+        self.d.reload()
+        self.assertEqual(self.d.inbound_trunk("127.0.0.8", "+8675500000002").name, "acct2")
+        self.assertEqual(self.d.inbound_trunk("127.0.0.8", "8675500000001").name, "acct1")
+        self.assertEqual(self.d.inbound_trunk("127.0.0.8", "2000").name, "acct1")
+        self.assertEqual(self.d.inbound_trunk("127.0.0.8").name, "acct1")
+        self.assertIsNone(self.d.inbound_trunk("127.0.0.9", "+8675500000002"))
+
     def test_did_forms(self):
         self.assertEqual(self.d.did("+8675512345678"), "1001")
         self.assertEqual(self.d.did("8675512345678"), "1001")          # without the +
