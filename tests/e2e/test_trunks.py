@@ -476,6 +476,21 @@ class InboundCallTests(CallTestCase):
             self.assertIn("Carrier Caller", header(inv, "From"))
 
     @defer.inlineCallbacks
+    def test_carrier_requiring_100rel_on_an_inbound_call(self):
+        yield self.extension()
+        yield self.add_trunk("ims", "127.0.0.2", 5999)
+        yield self.mssctl("did", "add", "+8675512345678", "--extension", "1001")
+        yield self.switch.start()
+        callee, _ = yield self.registered_callee(1)
+        port = free_port("127.0.0.2")
+        carrier, log = self.carrier("carrier_uac_100rel.xml", "127.0.0.2", port,
+                                    "-set", "ruri", "tel:+8675512345678")
+        yield self.sipp_ok(carrier, "carrier call requiring 100rel")
+        yield self.sipp_ok(callee, "the callee extension")
+        ringing = [m for m in messages(log) if m.startswith("SIP/2.0 180")]
+        self.assertEqual(header(ringing[0], "RSeq"), "1")
+
+    @defer.inlineCallbacks
     def test_same_invite_from_elsewhere_is_unauthenticated_unknown_did_404(self):
         yield self.extension()
         yield self.add_trunk("ims", "127.0.0.2", 5999)
