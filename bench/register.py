@@ -83,7 +83,8 @@ def start_switch(directory: str, port: int, lifetime: int, profile: str = "") ->
                     return proc
             except OSError:
                 pass
-    proc.kill()
+    proc.terminate()            # timeout(1) passes SIGTERM on to the switch
+    proc.wait(timeout=15)
     with open(os.path.join(directory, "switch.log"), "rb") as f:
         sys.exit("switch did not start:\n" + f.read().decode(errors="replace"))
 
@@ -173,7 +174,8 @@ def main(argv=None) -> int:
         try:
             proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
-            proc.kill()
+            os.kill(pid, signal.SIGKILL)
+            proc.wait(timeout=15)
         if not args.keep:
             shutil.rmtree(directory, ignore_errors=True)
         else:
