@@ -603,6 +603,10 @@ class Call:
         """Forward a ringing call (busy / no answer): cancel the devices, ring the new target."""
         if self.state != "setup" or len(self.diversions) >= self.m.forward_limit:
             return False
+        onward = self.m._onward(self.facts(), decision)
+        if onward is not None:
+            self.fail(onward.code, onward.reason or None, f"service {onward.service}")
+            return True
         route = self.m.router.route(decision.target, self.caller_ext)
         if route.status:
             return False

@@ -318,6 +318,9 @@ class CallManager:
             if decision.action == REJECT:
                 return refuse(decision.code, decision.reason, f"service {decision.service}")
             if decision.action == REDIRECT:
+                onward = self._onward(facts, decision)
+                if onward is not None:
+                    return refuse(onward.code, onward.reason, f"service {onward.service}")
                 diversions.append((dialled, decision))
                 dialled, route = decision.target, None
             elif decision.action in (ANSWER, FEATURE):
@@ -339,6 +342,9 @@ class CallManager:
             if decision.action == REJECT:
                 return refuse(decision.code, decision.reason, f"service {decision.service}")
             if decision.action == REDIRECT:
+                onward = self._onward(facts, decision)
+                if onward is not None:
+                    return refuse(onward.code, onward.reason, f"service {onward.service}")
                 diversions.append((route.extension, decision))
                 dialled = decision.target
                 route = self.router.route(dialled, caller_ext)
@@ -369,6 +375,12 @@ class CallManager:
         else:
             call.ring(route.targets, ring_time)
         return call
+
+    def _onward(self, facts, decision):
+        """A forwarded call is checked again as a new call from the forwarding extension
+        (black list, call levels): the refusing Decision, or None when it may go on."""
+        again = self.hooks.originating(facts.diverted(decision.target))
+        return again if again.action == REJECT else None
 
     def _new_call(self, request, source, tx, caller, caller_ext, display, direction, dialled,
                   callee_ext, trunk) -> Call:

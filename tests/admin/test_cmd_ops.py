@@ -82,6 +82,7 @@ class RunningSwitchTests(unittest.TestCase):
         self.assertIn("no live call", err)
 
     async def test_reload_reports_failures(self):
+        self.live.switch.service_engine = None
         code, out, err = await self.mssctl("reload")
         self.assertEqual(code, 1)
         self.assertIn("no service engine", err)

@@ -48,6 +48,7 @@ class HandleTests(unittest.SynchronousTestCase):
             b'{"command": "trace", "on": true, "trunk": "nope"}': "no trunk",
             b'{"command": "services-reload"}': "no service engine",
         }
+        self.live.switch.service_engine = None      # for the services-reload case
         for line, words in cases.items():
             answer = self.ask(line)
             self.assertFalse(answer["ok"], line)

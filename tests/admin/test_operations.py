@@ -76,6 +76,7 @@ class RowsTests(Base):
     def test_empty_tables_say_so(self):
         self.assertEqual(str(self.ops.calls_table()), "no live calls")
         self.assertEqual(repr(self.ops.registrations_table()), "no registrations")
+        self.switch.service_engine = None          # a switch built without services
         self.assertEqual(str(self.ops.services_table()), "no service engine in this switch")
 
     def test_services_from_engine(self):
@@ -85,6 +86,7 @@ class RowsTests(Base):
 
     def test_reload_without_engine(self):
         # the MultiService's own ``services`` list is not an engine
+        self.switch.service_engine = None
         self.assertRaises(OperationError, self.ops.reload_services)
 
     def test_trunk_calls_counted_per_direction(self):
