@@ -173,6 +173,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "memory_limit": Key(int, 8 * 1024 * 1024, _positive),
         "max_failures": Key(int, 5, _positive),
         "forward_limit": Key(int, 5, _positive),
+        "seed": Key(int, 0, _non_negative),     # mss.random's seed; 0: random (tests set one)
     },
     "manhole": {
         "enabled": Key(bool, False),

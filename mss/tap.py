@@ -121,7 +121,8 @@ class Switch(service.MultiService):
 
         # Lua services: one sandboxed runtime per file of lua/services (or [services] path)
         self.service_engine = ServiceEngine.from_config(
-            settings, self.store, in_call=lambda ext: ext in self.calls.in_call)
+            settings, self.store, in_call=lambda ext: ext in self.calls.in_call,
+            seed=settings["services"]["seed"] or None)
         self.calls.set_engine(self.service_engine, settings["services"]["forward_limit"])
         self.directory.listeners.append(self._provisioning_changed)
         self.shell.setServiceParent(self)
