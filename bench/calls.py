@@ -93,7 +93,12 @@ def caller(directory: str, port: int, rate: int, calls: int, hold_ms: int, limit
     proc = subprocess.Popen(argv, cwd=directory, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     if not wait:
         return proc
-    out, _ = proc.communicate(timeout=timeout + 20)
+    try:
+        out, _ = proc.communicate(timeout=timeout + 20)
+    except subprocess.TimeoutExpired:          # SIPp overran its own -timeout: give up the step
+        proc.kill()
+        out, _ = proc.communicate()
+        return {"ok": 0, "failed": calls, "code": -9}
     return _counts(out, proc.returncode)
 
 
