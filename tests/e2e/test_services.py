@@ -140,3 +140,29 @@ class BlacklistTests(ServiceTestCase):
             self.dial("2001", "1299"), self.dial("2001", "1234"),
             self.dial("1001", "1002"), self.dial("2001", "1002")])
         self.assertEqual(results, [["403"], ["480"], ["403"], ["480"]])
+
+
+class BlacklistRateTests(ServiceTestCase):
+    settings = {"calls": {"no_answer_timeout": 3}, "services": {"seed": 4242}}
+    extensions = {"1001": (), "1002": ()}
+    CALLS = 200
+
+    @defer.inlineCallbacks
+    def test_rate_refuses_about_half(self):
+        """Row 1001 / 1002 / 50: of 200 calls about half get 403 (binomial(200, 0.5) is within
+        70..130 with probability 1 - 1e-8), the others go on to the callee (480: no device).
+        With [services] seed the count is the same after a restart of the switch."""
+        yield self.mssctl("blacklist", "add", "1001", "1002", "50")
+        counts = []
+        for run in range(2):
+            if run:
+                yield self.switch.stop()
+                yield self.switch.start()
+            finals = yield self.dial("1001", "1002", calls=self.CALLS, rate=100, timeout=60)
+            self.assertEqual(len(finals), self.CALLS)
+            self.assertEqual(set(finals) - {"403", "480"}, set(), finals)
+            counts.append(finals.count("403"))
+        self.assertTrue(70 <= counts[0] <= 130, counts)
+        self.assertEqual(counts[0], counts[1])
+        rows = yield self.cdrs()
+        self.assertEqual(sum(r["cause"].startswith("403") for r in rows), 2 * counts[0])
