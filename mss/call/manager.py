@@ -7,6 +7,11 @@ so calls in progress keep a short post-dial delay), authentication of the callin
 (486 when the callee is in a call and has call waiting off), then the ``Call`` forks to the
 callee's devices. Requests with a To tag are matched to a leg by (Call-ID, our tag); responses
 to our requests by their client transaction. Every ended call leaves one CDR in the store.
+
+Containment: every entry into a call (requests, responses, transaction failures, CANCEL,
+timers) runs under ``guarded``; an exception there is logged with the call's id and ends that
+call cleanly (500 to a waiting caller, BYE on answered legs, CDR "failed"), so that a bug or
+unforeseen input costs one call, never leaked state or the shell's timer loop.
 """
 # -*- test-case-name: tests.call.test_manager -*-
 from __future__ import annotations
@@ -38,6 +43,34 @@ def _caller_change(decision, caller, display):
     return caller, display
 
 
+class _GuardedTimers:
+    """The core's timer heap as the calls see it: a timer whose callback is a call's method
+    runs under ``CallManager.guarded`` (an exception there must not reach the shell's timer
+    loop, and must end that call cleanly)."""
+
+    __slots__ = ("heap", "manager")
+
+    def __init__(self, heap, manager):
+        self.heap = heap
+        self.manager = manager
+
+    def call_at(self, when, fn, *args):
+        return self.heap.call_at(when, self._run, fn, args)
+
+    def _run(self, fn, args):
+        owner = getattr(fn, "__self__", None)
+        if isinstance(owner, Call):
+            self.manager.guarded(owner, fn, *args)
+            return
+        try:
+            fn(*args)
+        except Exception:
+            self.manager.log.failure("call timer {timer} failed", timer=repr(fn))
+
+    def __getattr__(self, name):
+        return getattr(self.heap, name)
+
+
 @implementer(ITransactionUser)
 class CallManager:
     log = Logger()
@@ -60,7 +93,7 @@ class CallManager:
         self.prefer_100rel = prefer_100rel
         self.call_waiting = call_waiting
         self.media = media or PassThroughMedia()
-        self.timers = core.timers
+        self.timers = _GuardedTimers(core.timers, self)     # a failing timer ends its call
         self.allow = ALLOW
         self.contact_user = "mss"
         self.trunks = trunks                              # TrunkDispatcher or None
@@ -178,10 +211,19 @@ class CallManager:
                     self._answer(transaction, request, 481)
                 return
             call, leg = entry
-            call.in_dialog_request(leg, request, transaction)
+            try:
+                call.in_dialog_request(leg, request, transaction)
+            except Exception:
+                self.log.failure("call {call_id}: internal error on {method}; ending the call",
+                                 call_id=call.id, method=request.method)
+                self._answer_500(transaction, request)      # a server transaction never
+                self.abort(call)                            # answered would stay forever
             return
         if request.method == "INVITE":
-            self._new_invite(request, source, transaction)
+            try:
+                self._new_invite(request, source, transaction)
+            except Exception:
+                self._new_invite_failed(request, transaction)
         elif transaction is not None:
             # out-of-dialog requests the call core does not serve (BYE, INFO without a dialog)
             self._answer(transaction, request, 481 if request.method in ("BYE", "PRACK", "UPDATE")
@@ -199,26 +241,78 @@ class CallManager:
                 call.trunk_challenged(leg, purpose, transaction.request, response):
             return                       # re-sent with the trunk's credentials
         if purpose == "invite":
-            call.b_invite_response(leg, response)
+            self.guarded(call, call.b_invite_response, leg, response)
         elif isinstance(purpose, tuple) and purpose[0] == "relay":
             _, from_leg, req, tx = purpose
-            call.relayed_response(leg, from_leg, req, tx, response)
+            self.guarded(call, call.relayed_response, leg, from_leg, req, tx, response)
         # PRACK and BYE answers need nothing: a 405/501 to our PRACK must not break the call
 
     def transaction_failed(self, transaction, reason):
         entry = self._tx.get(transaction)
         if entry is not None:
             call, leg, purpose = entry
-            call.leg_failed(leg, purpose, reason)
+            self.guarded(call, call.leg_failed, leg, purpose, reason)
             return
         call = self._a_tx.get(transaction)
         if call is not None:
-            call.a_failed(reason)
+            self.guarded(call, call.a_failed, reason)
 
     def cancel_received(self, cancel, transaction):
         call = self._a_tx.get(transaction)
         if call is not None:
-            call.caller_cancelled()
+            self.guarded(call, call.caller_cancelled)
+
+    # -- containment of our own bugs ----------------------------------------------------------------
+    def guarded(self, call, fn, *args):
+        """Run a call's handler; if it raises (a bug, or input we did not foresee), log it and
+        end that call cleanly (500 to a caller still waiting, BYE on answered legs, CDR
+        "failed") so that no state is left half-changed and nothing leaks."""
+        try:
+            return fn(*args)
+        except Exception:
+            self.log.failure("call {call_id}: internal error in {handler}; ending the call",
+                             call_id=call.id, handler=getattr(fn, "__name__", "?"))
+            self.abort(call)
+
+    def abort(self, call) -> None:
+        try:
+            if call.state == "setup":
+                call.fail(500, None, "internal error")
+            elif call.state == "answered":
+                call.hangup("internal error")
+        except Exception:
+            self.log.failure("call {call_id}: could not end the call cleanly", call_id=call.id)
+        if call.state != "ended":
+            try:
+                call.end("failed", "internal error")
+            except Exception:
+                self.log.failure("call {call_id}: end failed; forgetting it", call_id=call.id)
+                call.state = "ended"
+                self.calls.pop(call.id, None)
+                for key, entry in list(self._legs.items()):
+                    if entry[0] is call:
+                        del self._legs[key]
+
+    def _new_invite_failed(self, request, tx) -> None:
+        self.log.failure("INVITE {call_id}: internal error", call_id=request.call_id)
+        call = self._a_tx.get(tx) if tx is not None else None
+        if call is not None:
+            self.abort(call)
+        else:
+            self._answer_500(tx, request)
+
+    def _answer_500(self, tx, request) -> None:
+        """500 on a server transaction that has no final response yet."""
+        if tx is None or tx.terminated:
+            return
+        last = tx.last_response
+        if last is not None and last.status >= 200:
+            return
+        try:
+            self._answer(tx, request, 500)
+        except Exception:
+            self.log.failure("{method} {call_id}: could not answer 500", method=request.method,
+                             call_id=request.call_id)
 
     def _stray(self, response):
         """A 2xx retransmission after its transaction ended: re-send the ACK (§13.2.2.4)."""

@@ -42,7 +42,7 @@ class Dialog:
     @classmethod
     def from_uac(cls, request: Request, response: Response, flow: Address, contact: str) -> "Dialog":
         """The dialog created by a response (1xx with To tag, or 2xx) to our INVITE (§12.1.2)."""
-        routes = list(reversed(response.headers.get_all("record-route")))
+        routes = _route_set(response, reverse=True)
         target = _contact_uri(response) or request.uri
         return cls(call_id=request.call_id, local_tag=request.from_.tag,
                    remote_tag=response.to.tag, local_uri=_without_tag(request.headers.get("from")),
@@ -53,7 +53,7 @@ class Dialog:
     @classmethod
     def from_uas(cls, request: Request, local_tag: str, flow: Address, contact: str) -> "Dialog":
         """The dialog we create by answering ``request`` with a tag (§12.1.1)."""
-        routes = list(request.headers.get_all("record-route"))
+        routes = _route_set(request, reverse=False)
         target = _contact_uri(request) or request.from_.uri
         return cls(call_id=request.call_id, local_tag=local_tag, remote_tag=request.from_.tag,
                    local_uri=_without_tag(request.headers.get("to")),
@@ -64,7 +64,7 @@ class Dialog:
     def update_from_response(self, response: Response) -> None:
         """A 2xx confirms the dialog; the route set is recomputed (§12.1.2 / §13.2.2.4)."""
         if response.status >= 200 and self.early:
-            self.route_set = list(reversed(response.headers.get_all("record-route")))
+            self.route_set = _route_set(response, reverse=True)
             self.early = False
         target = _contact_uri(response)
         if target is not None:
@@ -136,6 +136,21 @@ def _without_tag(value: str) -> str:
     end = value.rfind(">")                     # header parameters follow the name-addr
     head, tail = value[:end + 1], value[end + 1:]
     return (head + _TAG_PARAM.sub("", tail)).strip()
+
+
+def _route_set(message, reverse: bool) -> list[str]:
+    """The Record-Route values as a route set (§12.1.1 keeps their order, §12.1.2 reverses
+    it). A route set we could not follow (an entry that does not parse, or is not a SIP URI)
+    is dropped as a whole: requests then go to the flow the peer talks to us on, instead of
+    failing later when one is built."""
+    try:
+        values = message.headers.get_all("record-route")
+        for value in values:
+            if parse_name_addr(value).uri.scheme not in ("sip", "sips"):
+                return []
+    except Exception:
+        return []
+    return list(reversed(values)) if reverse else list(values)
 
 
 def _contact_uri(message) -> URI | None:

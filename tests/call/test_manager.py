@@ -236,3 +236,50 @@ class LeakTests(ManagerTestCase):
         self.sw.advance(31)
         self.assertEqual(len(self.sw.cdrs()), 16)
         self.sw.assert_clean(self)
+
+
+class ContainmentTests(ManagerTestCase):
+    """A bug in a call's handler ends that call cleanly and leaks nothing."""
+
+    def broken(self, *args, **kwargs):
+        raise RuntimeError("bug")
+
+    def test_bug_while_ringing(self):
+        out = self.a.invite("1002")
+        inc = self.b.incoming()
+        self.sw.calls.calls[out.call_id].b_invite_response = self.broken
+        inc.respond(180)
+        self.a.take(500)
+        inc.respond(200, request=self.b.take("CANCEL"))
+        inc.respond(487)
+        self.assertTrue(self.flushLoggedErrors(RuntimeError))   # the 180, and the 487 after
+        self.assertEqual(self.sw.cdrs()[0].disposition, "failed")
+        self.sw.assert_clean(self)
+
+    def test_bug_in_answered_call(self):
+        out, inc = self.answered(self.a, self.b)
+        self.sw.calls.calls[out.call_id].in_dialog_request = self.broken
+        out.request("INFO")
+        out.respond(self.a.take("BYE"), 200)
+        inc.respond(200, request=self.b.take("BYE"))
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        self.sw.assert_clean(self)
+
+    def test_bug_in_a_timer(self):
+        out = self.a.invite("1002")
+        inc = self.b.incoming()
+        inc.respond(180)
+        self.sw.calls.calls[out.call_id]._no_answer = self.broken   # not the scheduled one
+        call = self.sw.calls.calls[out.call_id]
+        timer = call.timers[0]
+        timer.args = (self.broken.__get__(call), ())          # the no-answer timer now fails
+        self.sw.advance(31)
+        self.a.take(500)
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
+    def test_bug_in_new_invite(self):
+        self.sw.calls.start_call = self.broken
+        self.a.invite("1002")
+        self.a.take(500)
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        self.sw.assert_clean(self)
