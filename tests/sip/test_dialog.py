@@ -168,3 +168,16 @@ class UASDialogTests(SynchronousTestCase):
         bye = d.request("BYE")
         self.assertEqual(bye.to.display, "Smith, Alice")
         self.assertEqual(bye.to.tag, "a1")
+
+
+class RouteSetTests(SynchronousTestCase):
+    def test_unusable_record_route_is_dropped(self):
+        """A route set we cannot follow is dropped whole: requests go to the flow instead of
+        failing when one is built."""
+        invite = parse(INVITE)[0]
+        for bad in (b"garbage<<", b"<sip:@>", b"<tel:123>"):
+            d = Dialog.from_uac(invite, response(rr=(b"<sip:p2.example.com;lr>", bad)), FLOW,
+                                "sip:me@h")
+            self.assertEqual(d.route_set, [], bad)
+            self.assertEqual(d.destination(), FLOW)
+            self.assertEqual(str(d.request("PRACK").uri), "sip:bob@192.0.2.2:5062")
