@@ -166,3 +166,74 @@ class BlacklistRateTests(ServiceTestCase):
         self.assertEqual(counts[0], counts[1])
         rows = yield self.cdrs()
         self.assertEqual(sum(r["cause"].startswith("403") for r in rows), 2 * counts[0])
+
+
+class ForwardingTests(ServiceTestCase):
+    """1002 (with the forward right) sets its forwarding to 1003 from its phone; 1001 calls
+    1002 and reaches 1003, whose INVITE carries Diversion: <sip:1002@mss.test>;reason=R with
+    the RFC 5806 reason of the kind (unconditional, user-busy, unavailable, no-answer)."""
+
+    @defer.inlineCallbacks
+    def feature(self, code: str):
+        """1002 dials a feature code: the switch answers it (and 1002 hangs up)."""
+        self.assertEqual((yield self.dial("1002", code)), ["200"])
+
+    @defer.inlineCallbacks
+    def forwarded(self, kind: str, code: str, callee_scenario: str | None):
+        yield self.feature(f"*{code}*1003")
+        listing = yield self.mssctl("forward", "list", "1002")
+        self.assertIn("1003", listing)
+        callee = None
+        if callee_scenario is not None:
+            callee = yield self.device("1002", callee_scenario)
+        target = yield self.device("1003", "svc_uas_diverted.xml")
+        self.assertEqual((yield self.dial("1001", "1002", hold=200)), ["200"])
+        diversions = yield target()
+        if callee is not None:
+            yield callee()
+        self.assertEqual(len(diversions), 1, diversions)
+        self.assertIn("<sip:1002@mss.test>", diversions[0])
+        self.assertIn(f"reason={kind}", diversions[0])
+        rows = yield self.cdrs()
+        answered = [r for r in rows if r["disposition"] == "answered" and r["caller"] == "1001"]
+        self.assertEqual(len(answered), 1, rows)
+        # cleared with *CODE# (the # escaped in the Request-URI): the forwarding is gone
+        yield self.feature(f"*{code}%23")
+        listing = yield self.mssctl("forward", "list", "1002")
+        self.assertNotIn("1003", listing)
+        return answered[0]
+
+    @defer.inlineCallbacks
+    def test_unconditional(self):
+        yield self.forwarded("unconditional", "93", None)
+        self.assertEqual((yield self.dial("1001", "1002")), ["480"])   # no device: not forwarded
+
+    @defer.inlineCallbacks
+    def test_busy(self):
+        yield self.forwarded("user-busy", "90", "uas_busy.xml")
+
+    @defer.inlineCallbacks
+    def test_unreachable(self):
+        yield self.forwarded("unavailable", "91", None)
+        self.assertEqual((yield self.dial("1001", "1002")), ["480"])
+
+    @defer.inlineCallbacks
+    def test_no_answer(self):
+        """*92*1003*1: 1002's phone rings one second (then gets CANCEL), then 1003 rings."""
+        yield self.feature("*92*1003*1")
+        self.assertIn("1003", (yield self.mssctl("forward", "list", "1002")))
+        callee = yield self.device("1002", "uas_ring.xml")
+        target = yield self.device("1003", "svc_uas_diverted.xml")
+        self.assertEqual((yield self.dial("1001", "1002", hold=200)), ["200"])
+        diversions = yield target()
+        yield callee()
+        self.assertEqual(len(diversions), 1, diversions)
+        self.assertIn("<sip:1002@mss.test>;reason=no-answer", diversions[0])
+        yield self.feature("*92%23")
+        self.assertNotIn("1003", (yield self.mssctl("forward", "list", "1002")))
+
+    @defer.inlineCallbacks
+    def test_without_the_right(self):
+        """1001 has no forward right: *93*1003 is refused 403 and nothing is stored."""
+        self.assertEqual((yield self.dial("1001", "*93*1003")), ["403"])
+        self.assertNotIn("1003", (yield self.mssctl("forward", "list")))
