@@ -164,6 +164,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "control": Key(str, "127.0.0.1:22222", _host_port),
         "rtp_ports": Key(str, "20000-29999", _port_range),
         "public_address": Key(str, "127.0.0.1", _address),
+        "bind": Key(str, "", lambda v: _address(v) if v else v),   # empty: public_address
         "media_timeout": Key(int, 60, _positive),
         "workers": Key(int, 0, _non_negative),                # 0: one per core
     },

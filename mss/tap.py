@@ -218,7 +218,7 @@ def write_media_config(path: str, media) -> None:
     with open(path, "w") as f:
         f.write("# written by mss at start-up from [media] in mss.toml; edits are lost\n[media]\n")
         f.write(f'control = "{media["control"]}"\nrtp_ports = "{media["rtp_ports"]}"\n')
-        f.write(f'public_address = "{media["public_address"]}"\n')
+        f.write(f'public_address = "{media["public_address"]}"\nbind = "{media["bind"]}"\n')
         f.write(f'media_timeout = {media["media_timeout"]}\nworkers = {workers}\n')
 
 
