@@ -91,7 +91,8 @@ def _store_call(fn, *args, **kwargs):
 
 def trunk_add(args, ctx) -> int:
     trunk = Trunk(name=args.name, domain=args.domain, account=args.account,
-                  password=read_secret(args.password, ctx, "trunk password"), proxy=args.proxy, auth_id=args.auth_id,
+                  password=read_secret(args.password, ctx, "trunk password"),
+                  proxy=args.proxy, auth_id=args.auth_id,
                   register=args.register, expires=args.expires, from_user=args.from_user,
                   from_display=args.from_display, identity=args.identity,
                   allow=tuple(args.allow), max_in=args.max_in, max_out=args.max_out,
@@ -131,7 +132,8 @@ def trunk_status(args, ctx) -> int:
             state = s["state"]
             code = s["last_status"] or ""          # 0: no response (e.g. cannot resolve)
             last = f"{code} {s['last_reason']}".strip() or "-"
-            refresh = "-" if s["next_refresh"] is None else f"{max(0, int(s['next_refresh'] - now))}s"
+            refresh = "-" if s["next_refresh"] is None else \
+                f"{max(0, int(s['next_refresh'] - now))}s"
         rows.append((t.name, state, last, refresh, _limit(t.max_in), _limit(t.max_out)))
     if not rows:
         ctx.out.write("no trunks\n")

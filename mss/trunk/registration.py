@@ -39,7 +39,8 @@ class TrunkRegistration:
         self.from_tag = core.new_tag()
         self.cseq = 0
         self.expires = trunk.expires
-        self.state = "unregistered"          # registering, registered, rejected, unreachable, failed
+        # unregistered, registering, registered, rejected, unreachable, failed
+        self.state = "unregistered"
         self.last_status = 0
         self.last_reason = ""
         self.next_refresh: float | None = None

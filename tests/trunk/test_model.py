@@ -18,7 +18,8 @@ class ParseProxyTests(SynchronousTestCase):
     def test_forms(self):
         self.assertEqual(parse_proxy("10.0.0.1"), ("10.0.0.1", 5060, "udp"))
         self.assertEqual(parse_proxy("10.0.0.1:5070"), ("10.0.0.1", 5070, "udp"))
-        self.assertEqual(parse_proxy("sbc.example:5080;transport=tcp"), ("sbc.example", 5080, "tcp"))
+        self.assertEqual(parse_proxy("sbc.example:5080;transport=tcp"),
+                         ("sbc.example", 5080, "tcp"))
         self.assertEqual(parse_proxy("sbc.example;transport=TCP"), ("sbc.example", 5060, "tcp"))
         self.assertEqual(parse_proxy("[2001:db8::1]:5062"), ("2001:db8::1", 5062, "udp"))
         self.assertEqual(parse_proxy("[2001:db8::1]"), ("2001:db8::1", 5060, "udp"))
