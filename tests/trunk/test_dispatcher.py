@@ -3,7 +3,6 @@
 and registrations kept in step with the store. A real SQLiteStore and SipCore, task.Clock."""
 from __future__ import annotations
 
-
 from twisted.internet import task
 from twisted.trial.unittest import SynchronousTestCase
 
