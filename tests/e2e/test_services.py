@@ -40,12 +40,22 @@ class ServiceTestCase(unittest.TestCase):
             for p in permissions:
                 args += ["--permission", p]
             yield self.mssctl(*args)
+        yield self.mssctl("services", "reload", "--via-store")   # the switch has seen them
 
     @defer.inlineCallbacks
     def mssctl(self, *args):
         out, err, code = yield self.switch.mssctl(*args)
         self.assertEqual(code, 0, f"mssctl {' '.join(args)}: {err.decode(errors='replace')}")
         return out.decode()
+
+    @defer.inlineCallbacks
+    def change(self, *args):
+        """A provisioning change with mssctl, then a barrier: ``services reload --via-store``
+        returns once the switch has polled the store (which drops the services' caches), so
+        the next call sees the change."""
+        out = yield self.mssctl(*args)
+        yield self.mssctl("services", "reload", "--via-store")
+        return out
 
     def _log(self) -> str:
         self.runs += 1
@@ -116,7 +126,7 @@ class BlacklistTests(ServiceTestCase):
         """Row anonymous / * / 100: a caller asking for privacy (Privacy: id) gets 403 and
         leaves a CDR; the same caller showing its number gets through (480: the callee has
         no device)."""
-        yield self.mssctl("blacklist", "add", "anonymous", "*", "100",
+        yield self.change("blacklist", "add", "anonymous", "*", "100",
                           "--description", "no hidden numbers")
         self.assertEqual((yield self.dial("1001", "1002", privacy="id")), ["403"])
         self.assertEqual((yield self.dial("1001", "1002")), ["480"])
@@ -132,10 +142,10 @@ class BlacklistTests(ServiceTestCase):
         """Longest called prefix wins (*/12 refuses, */1234 at rate 0 is the exception);
         the caller prefix goes first (100/* refuses 1001 even though */1002 is longer on the
         called side)."""
-        yield self.mssctl("blacklist", "add", "*", "12", "100")
-        yield self.mssctl("blacklist", "add", "*", "1234", "0")
-        yield self.mssctl("blacklist", "add", "100", "*", "100")
-        yield self.mssctl("blacklist", "add", "*", "1002", "0")
+        yield self.change("blacklist", "add", "*", "12", "100")
+        yield self.change("blacklist", "add", "*", "1234", "0")
+        yield self.change("blacklist", "add", "100", "*", "100")
+        yield self.change("blacklist", "add", "*", "1002", "0")
         results = yield defer.gatherResults([
             self.dial("2001", "1299"), self.dial("2001", "1234"),
             self.dial("1001", "1002"), self.dial("2001", "1002")])
@@ -152,7 +162,7 @@ class BlacklistRateTests(ServiceTestCase):
         """Row 1001 / 1002 / 50: of 200 calls about half get 403 (binomial(200, 0.5) is within
         70..130 with probability 1 - 1e-8), the others go on to the callee (480: no device).
         With [services] seed the count is the same after a restart of the switch."""
-        yield self.mssctl("blacklist", "add", "1001", "1002", "50")
+        yield self.change("blacklist", "add", "1001", "1002", "50")
         counts = []
         for run in range(2):
             if run:
@@ -237,3 +247,52 @@ class ForwardingTests(ServiceTestCase):
         """1001 has no forward right: *93*1003 is refused 403 and nothing is stored."""
         self.assertEqual((yield self.dial("1001", "*93*1003")), ["403"])
         self.assertNotIn("1003", (yield self.mssctl("forward", "list")))
+
+
+class DndTests(ServiceTestCase):
+    @defer.inlineCallbacks
+    def test_feature_codes(self):
+        """*78 from 1002's phone: 1001 gets 486 Do Not Disturb (1002's phone never rings);
+        *79: calls reach 1002 again."""
+        self.assertEqual((yield self.dial("1002", "*78")), ["200"])
+        self.assertIn("1002", (yield self.mssctl("dnd", "list")))
+        self.assertEqual((yield self.dial("1001", "1002")), ["486"])
+        self.assertEqual((yield self.dial("1002", "*79")), ["200"])
+        callee = yield self.device("1002", "uas_answer.xml")
+        self.assertEqual((yield self.dial("1001", "1002", hold=100)), ["200"])
+        yield callee()
+        rows = yield self.cdrs()
+        refused = [r for r in rows if r["caller"] == "1001" and r["cause"].startswith("486")]
+        self.assertEqual(len(refused), 1, rows)
+        self.assertIn("dnd", refused[0]["cause"])
+
+    @defer.inlineCallbacks
+    def test_mssctl_and_unconditional_forward(self):
+        """DND set with mssctl; an unconditional forward runs first and the call reaches
+        1003; without the forward the caller gets 486."""
+        yield self.change("dnd", "1002", "on")
+        yield self.change("forward", "set", "1002", "unconditional", "1003")
+        target = yield self.device("1003", "svc_uas_diverted.xml")
+        self.assertEqual((yield self.dial("1001", "1002", hold=100)), ["200"])
+        self.assertIn("reason=unconditional", (yield target())[0])
+        yield self.change("forward", "clear", "1002", "all")
+        self.assertEqual((yield self.dial("1001", "1002")), ["486"])
+        yield self.change("dnd", "1002", "off")
+        self.assertEqual((yield self.dial("1001", "1002")), ["480"])
+
+
+class CallLevelTests(ServiceTestCase):
+    extensions = {"1001": (), "2001": ()}
+
+    @defer.inlineCallbacks
+    def test_level_required(self):
+        """Prefix 2 needs level 2: 1001 at level 1 gets 403; at level 2 the call is routed
+        (480: 2001 has no device)."""
+        yield self.change("level", "prefix", "add", "2", "2")
+        yield self.change("level", "set", "1001", "1")
+        self.assertEqual((yield self.dial("1001", "2001")), ["403"])
+        yield self.change("level", "set", "1001", "2")
+        self.assertEqual((yield self.dial("1001", "2001")), ["480"])
+        rows = yield self.cdrs()
+        self.assertEqual([r["cause"].split()[0] for r in rows], ["403", "480"], rows)
+        self.assertIn("call_levels", rows[0]["cause"])
