@@ -163,6 +163,7 @@ class Call:
         self.early_sdp_sent = False
         self.trunk = None                          # name of the trunk the call uses, if any
         self.trunk_direction = ""                  # "in" / "out"
+        self.inbound_trunk = None                  # the trunk it came in on (its "in" count)
         self.plan: list = []                       # remaining (Trunk, number) to try
         self.plan_refusals: list[int] = []
         self.b_sdp = b""

@@ -156,9 +156,12 @@ class CallManager:
             listener(call, "answered")
 
     def call_ended(self, call: Call) -> None:
-        if call.trunk and self.trunks is not None:
-            self.trunks.release(call.trunk, call.trunk_direction)
-            call.trunk_direction = call.trunk_direction or ""
+        if self.trunks is not None:
+            # a call from a trunk may go out through one as well (forwarded by a service)
+            if call.inbound_trunk:
+                self.trunks.release(call.inbound_trunk, "in")
+            if call.trunk and call.trunk_direction == "out":
+                self.trunks.release(call.trunk, "out")
         if call.answer_time is None:
             self.setting_up -= 1
         elif call.callee_ext:
@@ -378,6 +381,10 @@ class CallManager:
                                route=self.router.local(ext), callee=ext, trunk=trunk.name)
         if call is None:
             self.trunks.release(trunk.name, "in")
+        elif call.inbound_trunk is None:               # a service answered it itself
+            call.inbound_trunk = trunk.name
+            if call.state == "ended":                  # ... and it is over already
+                self.trunks.release(trunk.name, "in")
 
     def start_call(self, request, source, tx, *, caller, caller_ext, display, direction,
                    route=None, callee=None, trunk=None):
@@ -487,6 +494,7 @@ class CallManager:
                     callee_ext=callee_ext, direction=direction, caller_ext=caller_ext)
         if trunk is not None:
             call.trunk, call.trunk_direction = trunk, "in"
+            call.inbound_trunk = trunk
         self.calls[call.id] = call
         self._a_tx[tx] = call
         self.register_leg(call, a)

@@ -434,3 +434,72 @@ class InDialogChallengeTests(TrunkCallTestCase):
                                                  digest.challenge("x", "n"))])
         self.assertIn(407, self.a.kinds())
         self.assertFalse(phone.has("INFO"))
+
+
+class FakeEngine:
+    """Services that decide at the terminating hook (what a Lua forwarding service does)."""
+
+    def __init__(self, terminating):
+        self.decision = terminating
+
+    def claims(self, dialled):
+        return None
+
+    def originating(self, facts):
+        from mss.services.api import CONTINUE_DECISION
+        return CONTINUE_DECISION
+
+    def terminating(self, facts, callee):
+        return self.decision
+
+    def busy(self, facts):
+        from mss.services.api import CONTINUE_DECISION
+        return CONTINUE_DECISION
+
+    no_answer = busy
+
+    def answered(self, facts):
+        pass
+
+    def ended(self, facts, cause):
+        pass
+
+
+class ServiceTests(TrunkCallTestCase):
+    """An inbound trunk call that a service forwards out again (hairpin) or answers itself
+    keeps its inbound count until it ends, next to the outbound one."""
+
+    def install(self, decision):
+        from mss.call.services import ServiceHooks
+        m = self.sw.calls
+        m.hooks = ServiceHooks(FakeEngine(decision), m.directory, m.bindings, m.wall, m.in_call)
+
+    def inbound(self, number="+8675512345678"):
+        InboundTests.inbound(self, self.c1, number)
+
+    def test_forwarded_back_out_through_a_trunk(self):
+        from mss.services.api import Decision
+        self.install(Decision.redirect("0755999", service="forward"))
+        self.inbound()
+        out = self.c1.incoming()                        # the carrier gets the forwarded call
+        self.assertEqual(str(out.invite.uri), "sip:+86755999@gd.ctcims.cn")
+        self.assertEqual(self.d.active, {("first", "in"): 1, ("first", "out"): 1})
+        out.respond(200, sdp(5000))
+        self.c1.take(200)
+        out.request("BYE")
+        self.released()
+
+    def test_forwarded_call_that_fails_releases_both(self):
+        from mss.services.api import Decision
+        self.install(Decision.redirect("0755999", service="forward"))
+        self.inbound()
+        self.c1.incoming().respond(486)
+        self.released()
+
+    def test_answered_by_a_service(self):
+        from mss.services.api import ANSWER, Decision
+        self.install(Decision(ANSWER, tone="announcement", service="ivr"))
+        self.inbound()
+        self.assertEqual(self.d.active, {("first", "in"): 1})
+        self.sw.advance(3)                              # the service hangs up
+        self.released()
