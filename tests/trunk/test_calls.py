@@ -496,6 +496,24 @@ class ServiceTests(TrunkCallTestCase):
         self.c1.incoming().respond(486)
         self.released()
 
+    def test_forwarded_on_no_answer(self):
+        from mss.services.api import CONTINUE_DECISION, Decision
+        self.install(CONTINUE_DECISION)
+        self.sw.calls.hooks.engine.no_answer = lambda facts: Decision.redirect(
+            "0755888", reason="no_answer", service="forward")
+        self.inbound()
+        ringing = self.b.incoming()
+        ringing.respond(180)
+        self.sw.advance(30.5)                           # the ring time: forward
+        self.b.take("CANCEL")
+        out = self.c1.incoming()
+        self.assertEqual(str(out.invite.uri), "sip:+86755888@gd.ctcims.cn")
+        self.assertIn("sip:1002@", out.invite.headers.get("diversion"))
+        self.assertEqual(self.d.active, {("first", "in"): 1, ("first", "out"): 1})
+        out.respond(503)
+        self.c2.incoming().respond(603)                 # failover, then a final refusal
+        self.released()
+
     def test_answered_by_a_service(self):
         from mss.services.api import ANSWER, Decision
         self.install(Decision(ANSWER, tone="announcement", service="ivr"))
