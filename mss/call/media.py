@@ -35,11 +35,18 @@ class GatewayMedia:
         self.client = client
         self.flush = flush
 
-    def _sdp(self, d):
+    def _sdp(self, d, required: bool = True):
+        """The SDP of the gateway's reply (None for a reply without SDP when not
+        ``required``, e.g. moving an existing leg into a room). The result always fires: a
+        reply without a needed SDP is an error, never a call stuck in setup."""
         out = defer.Deferred()
 
         def ok(reply):
-            out.callback(reply["sdp"] if isinstance(reply, dict) else reply)
+            sdp = reply.get("sdp") if isinstance(reply, dict) else reply
+            if sdp is None and required:
+                out.errback(ValueError("the media gateway answered without SDP"))
+            else:
+                out.callback(sdp)
             self.flush()
 
         def failed(failure):
@@ -60,7 +67,8 @@ class GatewayMedia:
         return None
 
     def room_join(self, room, call_id, from_tag, sdp=None):
-        return self._sdp(self.client.room_join(room, call_id, from_tag, sdp))
+        return self._sdp(self.client.room_join(room, call_id, from_tag, sdp),
+                         required=sdp is not None)
 
     def room_leave(self, call_id, from_tag):
         d = self.client.room_leave(call_id, from_tag)

@@ -13,10 +13,13 @@ from __future__ import annotations
 import csv
 import io
 import os
+import struct
 
-from twisted.internet import defer
+from twisted.internet import defer, protocol, reactor, task
 from twisted.trial import unittest
 
+from mss.media.client import NgClient
+from mss.media.mixer import audioop
 from tests.e2e.harness import SIPP, Switch, free_port, sipp
 
 PASSWORD = "pw-{}-svc"
@@ -57,6 +60,14 @@ class ServiceTestCase(unittest.TestCase):
         yield self.mssctl("services", "reload", "--via-store")
         return out
 
+    def bounded(self, d: defer.Deferred) -> defer.Deferred:
+        """A SIPp run the test may not wait for when it fails early: cleanup waits for its
+        end (bounded by its -timeout), so no process outlives the test."""
+        ended = defer.Deferred()
+        d.addBoth(lambda r: (ended.called or ended.callback(None), r)[1])
+        self.addCleanup(lambda: ended)
+        return d
+
     def _log(self) -> str:
         self.runs += 1
         return os.path.join(self.switch.dir, f"sipp-{self.runs}.log")
@@ -90,8 +101,9 @@ class ServiceTestCase(unittest.TestCase):
         port = free_port()
         yield self.register(number, port)
         log = self._log()
-        d = sipp(scenario, self.target, "-m", str(calls), "-trace_logs", "-log_file", log,
-                 *args, local_port=port, timeout=30, cwd=self.switch.dir)
+        d = self.bounded(sipp(scenario, self.target, "-m", str(calls), "-trace_logs",
+                              "-log_file", log, *args, local_port=port, timeout=30,
+                              cwd=self.switch.dir))
 
         @defer.inlineCallbacks
         def done():
@@ -296,3 +308,196 @@ class CallLevelTests(ServiceTestCase):
         rows = yield self.cdrs()
         self.assertEqual([r["cause"].split()[0] for r in rows], ["403", "480"], rows)
         self.assertIn("call_levels", rows[0]["cause"])
+
+
+class BreakInRefusalTests(ServiceTestCase):
+    """Refusals of *75*EXT need no media: no right, protected target, idle or unknown target."""
+    extensions = {"1000": ("break_in",), "1001": (), "1002": (), "1003": ("overstep",)}
+
+    @defer.inlineCallbacks
+    def test_refusals(self):
+        results = yield defer.gatherResults([
+            self.dial("1001", "*75*1002"),          # no break_in right
+            self.dial("1000", "*75*1003"),          # 1003 is protected (overstep)
+            self.dial("1000", "*75*1002"),          # 1002 is idle: no conference
+            self.dial("1000", "*75*1999"),          # no such extension
+            self.dial("1000", "*75*1000")])         # oneself
+        self.assertEqual(results, [["403"], ["403"], ["480"], ["404"], ["403"]])
+        rows = yield self.cdrs()
+        self.assertEqual(len(rows), 5, rows)
+        self.assertTrue(all(r["answer"] == "" for r in rows), rows)
+
+
+# -- RTP parties for the break-in test --------------------------------------------------------
+
+def _frame(level: int) -> bytes:
+    """20 ms of PCMU at a constant linear ``level``."""
+    return audioop.lin2ulaw(struct.pack("<h", level) * 160, 2)
+
+
+class RtpParty(protocol.DatagramProtocol):
+    """One phone's RTP socket on loopback: sends 20 ms PCMU frames at a constant level to the
+    gateway, and tells which level it hears (the mean of the decoded payload)."""
+
+    def __init__(self, name: str, level: int):
+        self.name = name
+        self.level = level
+        self.seq = 0
+        self.ssrc = 0x10000 + level
+        self.gateway = None
+        self.packets = 0
+        self._waiting: list[tuple[int, defer.Deferred]] = []
+        self._talk = None
+
+    def datagramReceived(self, data, addr):
+        if len(data) < 12 + 160 or data[1] & 0x7F != 0:
+            return
+        self.packets += 1
+        heard = audioop.avg(audioop.ulaw2lin(data[12 + 4 * (data[0] & 0x0F):], 2), 2)
+        for item in list(self._waiting):
+            level, d = item
+            if abs(heard - level) <= level // 10:
+                self._waiting.remove(item)
+                d.callback(heard)
+
+    def hears(self, other: "RtpParty", timeout: float = 5) -> defer.Deferred:
+        """Fires when a packet carrying ``other``'s level arrives."""
+        d = defer.Deferred()
+        self._waiting.append((other.level, d))
+
+        def late(failure):
+            raise AssertionError(f"{self.name} did not hear {other.name} "
+                                 f"({self.packets} packets received)")
+        return d.addTimeout(timeout, reactor).addErrback(late)
+
+    def talk(self):
+        frame = _frame(self.level)
+
+        def send():
+            self.seq = (self.seq + 1) & 0xFFFF
+            header = struct.pack("!BBHII", 0x80, 0, self.seq, self.seq * 160, self.ssrc)
+            self.transport.write(header + frame, self.gateway)
+        self._talk = task.LoopingCall(send)
+        self._talk.start(0.02)
+
+    def silent(self):
+        if self._talk is not None and self._talk.running:
+            self._talk.stop()
+
+
+class BreakInTests(ServiceTestCase):
+    """The operator 1000 breaks into the answered call 1001 -> 1002 with the media gateway
+    child: each party's audio reaches the two others; after the operator hangs up, 1001 and
+    1002 still hear each other."""
+    extensions = {"1000": ("break_in",), "1001": (), "1002": ()}
+
+    def setUp(self):
+        base = free_port()
+        while base > 60000 or base % 2:
+            base = free_port()
+        self.settings = {"calls": {"no_answer_timeout": 5},
+                         "media": {"mode": "child", "control": f"127.0.0.1:{free_port()}",
+                                   "rtp_ports": f"{base}-{base + 199}", "media_timeout": 30}}
+        return super().setUp()
+
+    def party(self, name: str, level: int) -> RtpParty:
+        p = RtpParty(name, level)
+        port = reactor.listenUDP(0, p, interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        self.addCleanup(p.silent)
+        p.port = port.getHost().port
+        return p
+
+    @defer.inlineCallbacks
+    def gateway_ports(self, ng, call_id: str, parties) -> None:
+        """Ask the gateway (ng query) which of its ports serves each party (by the address the
+        party gave in its SDP); retried until the call's streams exist (bounded)."""
+        for _ in range(100):
+            try:
+                reply = yield ng.query(call_id)
+            except Exception:
+                reply = {}
+            found = {}
+            for leg in _text(reply).get("tags", {}).values():
+                for media in leg.get("medias", []):
+                    for stream in media.get("streams", []):
+                        advertised = stream.get("advertised endpoint", {}).get("port")
+                        found[advertised] = stream.get("local port")
+            if all(p.port in found for p in parties):
+                for p in parties:
+                    p.gateway = ("127.0.0.1", found[p.port])
+                return
+            yield task.deferLater(reactor, 0.05, lambda: None)
+        self.fail(f"the gateway has no streams for {call_id}: {reply}\nswitch:\n"
+                  + self.switch.output[-6000:])
+
+    def trigger(self, sipp_port: int, call_id: str):
+        """An INFO in the SIPp caller's dialog: the scenario answers it and hangs up."""
+        sock = protocol.DatagramProtocol()
+        port = reactor.listenUDP(0, sock, interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        me = port.getHost().port
+        port.write((f"INFO sip:x@127.0.0.1:{sipp_port} SIP/2.0\r\n"
+                    f"Via: SIP/2.0/UDP 127.0.0.1:{me};branch=z9hG4bK-trigger-{me}\r\n"
+                    f"From: <sip:test@127.0.0.1>;tag=trigger\r\n"
+                    f"To: <sip:x@127.0.0.1>;tag=x\r\nCall-ID: {call_id}\r\n"
+                    f"CSeq: 1 INFO\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n").encode(),
+                   ("127.0.0.1", sipp_port))
+
+    def media_call(self, caller: str, callee: str, rtp: int, sipp_port: int, cid: str):
+        return self.bounded(sipp(
+            "svc_uac_media.xml", self.target, "-m", "1", "-s", callee, "-set", "caller", caller,
+            "-au", caller, "-ap", PASSWORD.format(caller), "-set", "rtp", str(rtp),
+            "-set", "privacy", "none", "-cid_str", cid + "%u", local_port=sipp_port,
+            timeout=30, cwd=self.switch.dir))
+
+    @defer.inlineCallbacks
+    def test_break_in_conference(self):
+        ng = NgClient(reactor, self.switch.settings["media"]["control"])
+        ng.startService()
+        self.addCleanup(ng.stopService)
+        a, b, o = self.party("1001", 2000), self.party("1002", 6000), self.party("1000", 14000)
+        callee = yield self.device("1002", "svc_uas_media.xml", "-set", "rtp", str(b.port))
+        a_port, o_port = free_port(), free_port()
+        a_call = self.media_call("1001", "1002", a.port, a_port, "victim-")
+        yield self.gateway_ports(ng, "victim-1", [a, b])
+        a.talk()
+        yield defer.gatherResults([b.hears(a)])                    # relayed two-party call
+        a.silent()
+        b.talk()
+        yield a.hears(b)
+        b.silent()
+
+        o_call = self.media_call("1000", "*75*1002", o.port, o_port, "operator-")
+        yield self.gateway_ports(ng, "operator-1", [o])
+        for speaker, listeners in ((a, (b, o)), (b, (a, o)), (o, (a, b))):
+            speaker.talk()
+            yield defer.gatherResults([p.hears(speaker) for p in listeners])
+            speaker.silent()
+
+        self.trigger(o_port, "operator-1")                         # the operator hangs up
+        self._check("operator", (yield o_call))
+        a.talk()
+        yield b.hears(a)
+        a.silent()
+        b.talk()
+        yield a.hears(b)
+        b.silent()
+
+        self.trigger(a_port, "victim-1")
+        self._check("1001", (yield a_call))
+        yield callee()
+        rows = yield self.cdrs()
+        self.assertEqual(sorted((r["caller"], r["callee"], r["disposition"]) for r in rows),
+                         [("1000", "1002", "answered"), ("1001", "1002", "answered")], rows)
+
+
+def _text(value):
+    """An ng reply with bytes keys and values made text (the gateway's bencode)."""
+    if isinstance(value, dict):
+        return {_text(k): _text(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_text(v) for v in value]
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return value
