@@ -13,7 +13,8 @@
 
 A running switch picks changes up within a second (store polling); ``trunk status`` shows the
 registration state the switch records (registered / rejected / unreachable, next refresh,
-last response).
+last response) and, when the switch answers on its control socket, the calls each trunk
+carries per direction ("-" when it is not running).
 """
 from __future__ import annotations
 
@@ -118,8 +119,24 @@ def trunk_list(args, ctx) -> int:
     return 0
 
 
+def _live_calls(ctx) -> dict | None:
+    """Active calls per trunk and direction from the running switch (its control socket),
+    or None when it does not answer: the counts live in the switch, not in the store."""
+    from mss.admin.control import ControlClient, ControlError
+    from mss.admin.operations import control_socket_path
+    try:
+        answer = ControlClient(control_socket_path(ctx.config), timeout=3.0).request("trunks")
+    except ControlError:
+        return None
+    if not answer.get("ok") or not isinstance(answer.get("trunks"), list):
+        return None
+    return {row.get("name"): row.get("calls") or {} for row in answer["trunks"]
+            if isinstance(row, dict)}
+
+
 def trunk_status(args, ctx) -> int:
     status = ctx.store.list_trunk_status()
+    live = _live_calls(ctx)
     now = ctx.now()
     rows = []
     for t in ctx.store.list_trunks():
@@ -134,12 +151,16 @@ def trunk_status(args, ctx) -> int:
             last = f"{code} {s['last_reason']}".strip() or "-"
             refresh = "-" if s["next_refresh"] is None else \
                 f"{max(0, int(s['next_refresh'] - now))}s"
-        rows.append((t.name, state, last, refresh, _limit(t.max_in), _limit(t.max_out)))
+        calls = "-"
+        if live is not None:
+            c = live.get(t.name, {})
+            calls = f"{c.get('in', 0)}/{c.get('out', 0)}"
+        rows.append((t.name, state, last, refresh, _limit(t.max_in), _limit(t.max_out), calls))
     if not rows:
         ctx.out.write("no trunks\n")
         return 0
     ctx.out.write(format_table(("NAME", "STATE", "LAST RESPONSE", "NEXT REFRESH", "MAX-IN",
-                                "MAX-OUT"), rows))
+                                "MAX-OUT", "CALLS IN/OUT"), rows))
     return 0
 
 

@@ -73,12 +73,14 @@ class TrunkCommandTests(CLITestCase):
         store.put_trunk_status("quiet", "unreachable", 0, "cannot resolve q.example", None, NOW)
         lines = self.ok("trunk", "status").splitlines()
         self.assertEqual(lines[0].split(), ["NAME", "STATE", "LAST", "RESPONSE", "NEXT",
-                                            "REFRESH", "MAX-IN", "MAX-OUT"])
+                                            "REFRESH", "MAX-IN", "MAX-OUT", "CALLS", "IN/OUT"])
         rows = {line.split()[0]: line.split("  ") for line in lines[1:]}
         cells = {name: [c.strip() for c in row if c.strip()] for name, row in rows.items()}
-        self.assertEqual(cells["ims"], ["ims", "registered", "200 OK", "540s", "-", "2"])
-        self.assertEqual(cells["bare"], ["bare", "rejected", "403 Forbidden", "600s", "-", "-"])
-        self.assertEqual(cells["quiet"], ["quiet", "no registration", "-", "-", "-", "-"])
+        # no switch runs: no live call counts ("-")
+        self.assertEqual(cells["ims"], ["ims", "registered", "200 OK", "540s", "-", "2", "-"])
+        self.assertEqual(cells["bare"], ["bare", "rejected", "403 Forbidden", "600s", "-", "-",
+                                         "-"])
+        self.assertEqual(cells["quiet"], ["quiet", "no registration", "-", "-", "-", "-", "-"])
 
     def test_replace_and_duplicate(self):
         self.ok(*IMS)

@@ -509,8 +509,16 @@ class InboundCallTests(CallTestCase):
 
 
 class LimitTests(CallTestCase):
-    """Per-trunk, per-direction limits with concurrent calls; a later call getting through
-    after the earlier ones ended shows that the running switch released its counts."""
+    """Per-trunk, per-direction limits with concurrent calls. The running switch's counts are
+    read with ``mssctl trunk status`` (its control socket), and a later call getting through
+    after the earlier ones ended shows they were released."""
+
+    @defer.inlineCallbacks
+    def live_calls(self, expected: dict):
+        """``mssctl trunk status``: the CALLS IN/OUT column of these trunks (after the BYE's
+        200 the call is already over in the switch: it answers the BYE after ending it)."""
+        rows = yield self.trunk_status()
+        self.assertEqual({name: rows[name][-1] for name in expected}, expected)
 
     @defer.inlineCallbacks
     def test_inbound_limits_zero_and_one(self):
@@ -528,7 +536,9 @@ class LimitTests(CallTestCase):
         self.assertEqual(first.status, 200)
         second = yield carrier.call(ruri)                  # while the first is up
         self.assertEqual(second.status, 503)
+        yield self.live_calls({"one": "1/0", "closed": "0/0"})
         self.assertEqual((yield first.bye()), 200)
+        yield self.live_calls({"one": "0/0", "closed": "0/0"})
         third = yield carrier.call(ruri)
         self.assertEqual(third.status, 200)
         self.assertEqual((yield third.bye()), 200)
@@ -559,7 +569,9 @@ class LimitTests(CallTestCase):
         first = yield dial("8001")
         self.assertEqual(first.status, 200)
         self.assertEqual((yield dial("8002")).status, 503)
+        yield self.live_calls({"one": "0/1", "zero": "0/0"})
         self.assertEqual((yield first.bye()), 200)
+        yield self.live_calls({"one": "0/0"})
         again = yield dial("8003")
         self.assertEqual(again.status, 200)
         # failover: "one" is busy with `again`, so the route's second trunk takes the call
@@ -578,8 +590,10 @@ class LimitTests(CallTestCase):
         for n in range(2):
             calls[n] = yield dial(f"901{n}")
         self.assertEqual([c.status for c in calls], [200, 200])
+        yield self.live_calls({"two": "0/2"})
         for c in calls:
             self.assertEqual((yield c.bye()), 200)
+        yield self.live_calls({"zero": "0/0", "one": "0/0", "two": "0/0", "spill": "0/0"})
         yield self.sipp_ok(carrier_a, "carrier A")
         yield self.sipp_ok(carrier_b, "carrier B")
         self.assertEqual([r.split()[1] for r in requests(log_a, "INVITE")],
