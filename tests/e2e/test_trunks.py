@@ -165,6 +165,27 @@ class RegistrationTests(TrunkTestCase):
                              (username, DOMAIN, "sip:gd.ctcims.cn"))
 
 
+class MinExpiresTests(TrunkTestCase):
+
+    @defer.inlineCallbacks
+    def test_423_min_expires_is_adopted(self):
+        port = free_port("127.0.0.2")
+        registrar, log = self.carrier("carrier_registrar_423.xml", "127.0.0.2", port)
+        yield self.mssctl("trunk", "add", "ims", "--domain", DOMAIN,
+                          "--proxy", f"127.0.0.2:{port}", "--account", ACCOUNT,
+                          "--password", CARRIER_PW, "--expires", "300")
+        yield self.switch.start()
+        yield self.sipp_ok(registrar, "registrar asking for 1800 s")
+
+        def registered():
+            return self.trunk_status().addCallback(lambda rows: rows["ims"][0] == "registered")
+        yield self.until(registered, 10, "ims registered")
+        rows = yield self.trunk_status()
+        self.assertGreater(int(rows["ims"][2][:-1]), 1000)     # refreshed well after 300 s
+        self.assertEqual([header(r, "Expires") for r in requests(log, "REGISTER")],
+                         ["300", "1800"])
+
+
 class TCPRegistrationTests(TrunkTestCase):
 
     @defer.inlineCallbacks
