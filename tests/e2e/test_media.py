@@ -1,0 +1,310 @@
+# -*- test-case-name: tests.e2e.test_media -*-
+"""End-to-end media through the real switch: ``[media] mode = "child"`` (the gateway runs as
+the switch's child process) and ``"off"`` (SDP passes untouched).
+
+SIPp does the signalling (tests/sipp/media_*.xml); the RTP comes from the test's own UDP
+sockets, whose ports the scenarios put in their SDP (``-set rtp N``). At every SDP a SIPp
+receives, its scenario sends the test a datagram naming the ``c=`` address, ``m=`` port and
+direction it saw, so that the test knows where each phone must send and checks that the SDP
+points at the gateway (its public address here is 127.0.0.2, the phones are on 127.0.0.1, so
+a rewritten ``c=`` is visible), that hold and resume keep the same gateway ports, and that
+every packet arrives byte for byte from the port the phone sends to. Each test has its own
+control port and its own RTP port range.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import os
+import random
+import struct
+import sys
+import time
+
+from twisted.internet import defer, protocol, reactor, task
+from twisted.trial import unittest
+
+from tests.e2e.harness import SIPP, Switch, free_port, sipp
+
+PASSWORDS = {"1001": "pw-1001-m", "1002": "pw-1002-m"}
+GATEWAY = "127.0.0.2"
+PHONE = "127.0.0.1"
+
+
+def rtp_range() -> tuple[int, int]:
+    """A private range of 10 RTP/RTCP pairs, below the default 20000-29999 and the kernel's
+    ephemeral ports."""
+    base = random.randrange(12000, 19980, 20)
+    return base, base + 19
+
+
+class Notes(protocol.DatagramProtocol):
+    """What the SIPp scenarios report: ``(who, event) -> (c address, m port, direction)``."""
+
+    def __init__(self):
+        self.seen: dict[tuple[str, str], tuple[str, int, str]] = {}
+        self.when: dict[tuple[str, str], float] = {}
+        self.waiting: dict[tuple[str, str], list[defer.Deferred]] = {}
+
+    def datagramReceived(self, data, addr):
+        words = data.decode("utf-8", "replace").split()
+        if len(words) < 4 or not words[3].isdigit():
+            return
+        key = (words[0], words[1])
+        self.seen[key] = (words[2], int(words[3]), words[4] if len(words) > 4 else "")
+        self.when[key] = time.monotonic()
+        for d in self.waiting.pop(key, []):
+            d.callback(self.seen[key])
+
+    def wait(self, who: str, event: str, timeout: float = 15) -> defer.Deferred:
+        key = (who, event)
+        if key in self.seen:
+            return defer.succeed(self.seen[key])
+        d = defer.Deferred()
+        self.waiting.setdefault(key, []).append(d)
+        return d.addTimeout(timeout, reactor)
+
+
+class Phone(protocol.DatagramProtocol):
+    """A phone's RTP socket: sends a numbered PCMU packet with random payload every 20 ms
+    to ``dest`` and records what it sent and what it got (with the phase it arrived in)."""
+
+    def __init__(self, pt: int = 0):
+        self.pt = pt
+        self.ssrc = random.getrandbits(32)
+        self.seq = random.getrandbits(16)
+        self.ts = random.getrandbits(32)
+        self.sent: dict[int, bytes] = {}
+        self.sent_in: dict[int, str] = {}         # seq -> phase it was sent in
+        self.limits: dict[str, int] = {}          # phase -> packets to send in it at most
+        self.received: list[tuple[bytes, tuple, str]] = []
+        self.phase = "setup"
+        self.loop: task.LoopingCall | None = None
+        self.port = None
+        self.got_one = defer.Deferred()
+
+    def listen(self, testcase) -> int:
+        self.port = reactor.listenUDP(0, self, interface=PHONE)
+        testcase.addCleanup(self.stop)
+        testcase.addCleanup(self.port.stopListening)
+        return self.port.getHost().port
+
+    def start(self, dest: tuple[str, int]) -> None:
+        self.dest = dest
+        self.loop = task.LoopingCall(self.send)
+        self.loop.start(0.02)
+
+    def send(self) -> None:
+        limit = self.limits.get(self.phase)
+        if limit is not None:
+            if limit <= 0:
+                return
+            self.limits[self.phase] = limit - 1
+        header = struct.pack("!BBHII", 0x80, self.pt, self.seq, self.ts, self.ssrc)
+        packet = header + os.urandom(160)
+        self.sent[self.seq] = packet
+        self.sent_in[self.seq] = self.phase
+        self.seq = (self.seq + 1) & 0xFFFF
+        self.ts = (self.ts + 160) & 0xFFFFFFFF
+        self.transport.write(packet, self.dest)
+
+    def stop(self) -> None:
+        if self.loop is not None and self.loop.running:
+            self.loop.stop()
+
+    def datagramReceived(self, data, addr):
+        self.received.append((data, addr, self.phase))
+        if not self.got_one.called:
+            self.got_one.callback(None)
+
+
+class MediaTestCase(unittest.TestCase):
+    timeout = 60
+    media: dict = {}
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        if SIPP is None:
+            raise unittest.SkipTest("sipp is not installed")
+        settings = {"calls": {"no_answer_timeout": 5}, "media": dict(self.media)}
+        if settings["media"].get("mode") == "child":
+            self.ports = rtp_range()
+            settings["media"].update({
+                "control": f"127.0.0.1:{free_port()}", "rtp_ports": "%d-%d" % self.ports,
+                "public_address": GATEWAY, "workers": 1})
+        self.switch = Switch(self, settings)
+        yield self.switch.start()
+        self.target = f"127.0.0.1:{self.switch.port}"
+        for number, password in PASSWORDS.items():
+            yield self.mssctl("extension", "add", number, "--password", password)
+        self.notes = Notes()
+        port = reactor.listenUDP(0, self.notes, interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        self.note_port = port.getHost().port
+
+    def note(self, who: str, event: str, timeout: float = 15) -> defer.Deferred:
+        """The SDP the ``who`` SIPp saw at ``event``; on a timeout the switch's log explains."""
+        def late(f):
+            f.trap(defer.TimeoutError)
+            self.fail(f"no {who} {event} SDP within {timeout} s; notes {self.notes.seen}\n"
+                      f"switch:\n{self.switch.output[-4000:]}")
+        return self.notes.wait(who, event, timeout).addErrback(late)
+
+    @defer.inlineCallbacks
+    def mssctl(self, *args):
+        out, err, code = yield self.switch.mssctl(*args)
+        self.assertEqual(code, 0, f"mssctl {' '.join(args)}: {err.decode(errors='replace')}")
+        return out.decode()
+
+    def media_args(self, phone_port: int, codec: str = "PCMU") -> list[str]:
+        return ["-set", "rtp", str(phone_port), "-set", "note", str(self.note_port),
+                "-set", "py", sys.executable, "-set", "pt", "0" if codec == "PCMU" else "8",
+                "-set", "codec", codec]
+
+    @defer.inlineCallbacks
+    def callee(self, scenario: str, phone_port: int) -> defer.Deferred:
+        """Register 1002 on a fresh SIP port and start its SIPp device there."""
+        sip_port = free_port()
+        result = yield sipp("register.xml", self.target, "-m", "1", "-s", "1002", "-au", "1002",
+                            "-ap", PASSWORDS["1002"], "-set", "expires", "300",
+                            "-set", "device", "A", local_port=sip_port, timeout=10,
+                            cwd=self.switch.dir)
+        self.check("register 1002", result)
+        return sipp(scenario, self.target, "-m", "1", *self.media_args(phone_port),
+                    local_port=sip_port, timeout=30, cwd=self.switch.dir)
+
+    def caller(self, scenario: str, phone_port: int, callee: str = "1002", *args,
+               codec: str = "PCMU") -> defer.Deferred:
+        return sipp(scenario, self.target, "-m", "1", "-s", callee, "-set", "caller", "1001",
+                    "-au", "1001", "-ap", PASSWORDS["1001"],
+                    *self.media_args(phone_port, codec), *args, timeout=30,
+                    cwd=self.switch.dir)
+
+    def check(self, name, result):
+        out, err, code = result
+        self.assertEqual(code, 0, f"{name}:\n" + (out + err).decode(errors="replace")[-3000:]
+                         + "\nswitch:\n" + self.switch.output[-4000:])
+
+    @defer.inlineCallbacks
+    def cdr(self) -> dict:
+        out = yield self.mssctl("cdr", "--csv")
+        rows = list(csv.DictReader(io.StringIO(out)))
+        self.assertEqual(len(rows), 1, out)
+        return rows[0]
+
+    def assertIntact(self, receiver: Phone, sender: Phone, source: tuple) -> dict:
+        """Every packet ``receiver`` got is one ``sender`` sent, unchanged, from ``source``;
+        returns the count received per phase and ``lost``: packets sent while talking
+        (before the hold, after the resume) that never arrived."""
+        phases: dict[str, int] = {}
+        got = set()
+        for data, addr, phase in receiver.received:
+            self.assertEqual(addr, source)
+            seq = struct.unpack("!H", data[2:4])[0]
+            self.assertEqual(data, sender.sent.get(seq), f"packet {seq} changed or unknown")
+            phases[phase] = phases.get(phase, 0) + 1
+            got.add(seq)
+        phases["lost"] = sum(1 for seq, phase in sender.sent_in.items()
+                             if phase in ("talk", "resumed") and seq not in got)
+        return phases
+
+    @defer.inlineCallbacks
+    def talk_with_hold(self):
+        """1001 calls 1002, both talk, 1001 holds and resumes, 1001 hangs up. Returns the
+        two phones and the notes of each side."""
+        a, b = Phone(), Phone()
+        a_port, b_port = a.listen(self), b.listen(self)
+        device = yield self.callee("media_uas_hold.xml", b_port)
+        calling = self.caller("media_uac.xml", a_port, "1002", "-set", "talk", "800")
+        seen_b = yield self.note("uas", "invite")
+        seen_a = yield self.note("uac", "answer")
+        a.phase = b.phase = "talk"
+        a.start((seen_a[0], seen_a[1]))
+        b.start((seen_b[0], seen_b[1]))
+        for who, event in (("uas", "hold"), ("uac", "hold")):
+            yield self.note(who, event)
+        a.phase = b.phase = "held"
+        for who, event in (("uas", "resume"), ("uac", "resume")):
+            yield self.note(who, event)
+        a.phase = b.phase = "resumed"
+        a.limits["resumed"] = b.limits["resumed"] = 25   # 0.5 s, well before the BYE
+        results = [("caller", (yield calling)), ("callee", (yield device))]
+        a.stop()
+        b.stop()
+        for name, result in results:
+            self.check(name, result)
+        return a, b, {k: v for k, v in self.notes.seen.items()}
+
+
+class GatewayTests(MediaTestCase):
+    media = {"mode": "child"}
+
+    @defer.inlineCallbacks
+    def test_call_through_gateway(self):
+        """Both SIPps see the gateway in the SDP (c=127.0.0.2, an m= port of the test's
+        range), RTP crosses both ways unchanged, and hold/resume keep the ports."""
+        a, b, notes = yield self.talk_with_hold()
+        low, high = self.ports
+        c_a, port_a, _ = notes[("uac", "answer")]
+        c_b, port_b, _ = notes[("uas", "invite")]
+        self.assertEqual((c_a, c_b), (GATEWAY, GATEWAY))
+        self.assertTrue(low <= port_a <= high and low <= port_b <= high, (port_a, port_b))
+        self.assertNotEqual(port_a, port_b)
+        self.assertEqual(port_a % 2, 0)
+        # hold and resume: the same gateway address and ports; the directions pass through
+        self.assertEqual(notes[("uas", "hold")], (GATEWAY, port_b, "sendonly"))
+        self.assertEqual(notes[("uac", "hold")], (GATEWAY, port_a, "recvonly"))
+        self.assertEqual(notes[("uas", "resume")], (GATEWAY, port_b, "sendrecv"))
+        self.assertEqual(notes[("uac", "resume")], (GATEWAY, port_a, "sendrecv"))
+        # every packet unchanged, from the port each phone sends to (symmetric RTP)
+        to_b = self.assertIntact(b, a, (GATEWAY, port_b))
+        to_a = self.assertIntact(a, b, (GATEWAY, port_a))
+        for counts in (to_b, to_a):
+            self.assertGreaterEqual(counts.get("talk", 0), 20, counts)
+            self.assertGreaterEqual(counts.get("resumed", 0), 20, counts)
+            self.assertLessEqual(counts["lost"], 2, counts)
+        cdr = yield self.cdr()
+        self.assertEqual(cdr["disposition"], "answered")
+
+
+class MediaTimeoutTests(MediaTestCase):
+    media = {"mode": "child", "media_timeout": 3}
+
+    @defer.inlineCallbacks
+    def test_silent_call_is_ended(self):
+        """No RTP at all: after [media] media_timeout (3 s) the switch sends BYE to both
+        phones (their scenarios end only on it) and the CDR says why."""
+        a, b = Phone(), Phone()
+        a_port, b_port = a.listen(self), b.listen(self)
+        device = yield self.callee("media_uas.xml", b_port)
+        calling = self.caller("media_uac_wait_bye.xml", a_port)
+        yield self.note("uac", "answer")
+        answered = time.monotonic()
+        self.check("caller", (yield calling))
+        self.check("callee", (yield device))
+        silent = time.monotonic() - answered
+        self.assertGreaterEqual(silent, 2.5)      # the gateway's clock started at the offer
+        self.assertLess(silent, 12)
+        self.assertEqual((a.received, b.received), ([], []))
+        cdr = yield self.cdr()
+        self.assertEqual(cdr["disposition"], "answered")
+        self.assertIn("media timeout", cdr["cause"])
+
+
+class PassThroughTests(MediaTestCase):
+    media = {"mode": "off"}
+
+    @defer.inlineCallbacks
+    def test_sdp_untouched(self):
+        """[media] mode off: each phone sees the other's own address and port, also on
+        hold and resume, and RTP goes phone to phone."""
+        a, b, notes = yield self.talk_with_hold()
+        a_port, b_port = a.port.getHost().port, b.port.getHost().port
+        self.assertEqual(notes[("uas", "invite")], (PHONE, a_port, "sendrecv"))
+        self.assertEqual(notes[("uac", "answer")], (PHONE, b_port, "sendrecv"))
+        self.assertEqual(notes[("uas", "hold")], (PHONE, a_port, "sendonly"))
+        self.assertEqual(notes[("uac", "hold")], (PHONE, b_port, "recvonly"))
+        self.assertEqual(notes[("uac", "resume")], (PHONE, b_port, "sendrecv"))
+        counts = self.assertIntact(b, a, (PHONE, a_port))
+        self.assertGreaterEqual(counts.get("resumed", 0), 20, counts)
+        self.assertLessEqual(counts["lost"], 2, counts)
