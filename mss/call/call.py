@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from twisted.logger import Logger
 
+from mss.services.api import is_anonymous
 from mss.sip.dialog import Dialog
 from mss.sip.message import Request, Response, make_response
 
@@ -346,6 +347,9 @@ class Call:
             display = trunk.from_display or display
         from_disp = f'"{display}" ' if display else ""
         from_host = trunk.domain if trunk is not None else m.domain
+        if trunk is None and is_anonymous(a.from_.uri.number):
+            # the caller hid its number (anonymous From): the callee sees no more than that
+            caller, from_disp, from_host = "anonymous", '"Anonymous" ', "anonymous.invalid"
         to_uri = leg.target if trunk is not None else f"sip:{self.callee}@{from_host}"
         headers = [
             ["Max-Forwards", str(max(0, (a.max_forwards or 70) - 1))],

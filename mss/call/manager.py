@@ -27,7 +27,7 @@ from mss.call.cdr import cdr_of
 from mss.call.media import PassThroughMedia
 from mss.call.routing import Router
 from mss.call.services import ServiceHooks
-from mss.services.api import ANSWER, BREAK_IN, FEATURE, REDIRECT, REJECT
+from mss.services.api import ANSWER, BREAK_IN, FEATURE, REDIRECT, REJECT, is_anonymous
 from mss.sip.core import ALLOW, ITransactionUser
 from mss.sip.message import make_response
 
@@ -343,7 +343,11 @@ class CallManager:
             self._trunk_invite(request, source, tx, trunk)
             return
         caller = request.from_.uri.number or "anonymous"
-        outcome = self.auth.check(request, source.host, now, proxy=True, expected_user=caller)
+        # a phone hiding its number (RFC 3323 4.1.1.3: From "Anonymous" <sip:anonymous@
+        # anonymous.invalid>) still authenticates as its extension: the digest user names it
+        hidden = is_anonymous(request.from_.uri.number)
+        outcome = self.auth.check(request, source.host, now, proxy=True,
+                                  expected_user=None if hidden else caller)
         if outcome.kind == "drop":
             return
         if outcome.kind == "challenge":

@@ -43,7 +43,9 @@ class ServiceHooks:
             call_id=call_id, caller=caller, callee=callee, caller_display=display or "",
             callee_display=(callee_ext.name if callee_ext is not None else ""),
             direction=direction, trunk=trunk or "", headers=headers, time=self.wall(),
-            anonymous=is_anonymous(caller if caller != "anonymous" else "", privacy),
+            # the caller hid its number in From (checked before a service changed `caller`)
+            # or asked for privacy
+            anonymous=is_anonymous(request.from_.uri.number, privacy) or caller == "anonymous",
             caller_is_extension=ext is not None, caller_level=ext.call_level if ext else 0,
             caller_permissions=ext.permissions if ext else frozenset(),
             diversions=tuple(diversions))

@@ -113,11 +113,13 @@ class ServiceTestCase(unittest.TestCase):
 
     @defer.inlineCallbacks
     def dial(self, caller: str, callee: str, *, privacy: str = "none", hold: int = 0,
-             calls: int = 1, rate: int = 10, timeout: int = 30) -> list[str]:
-        """``caller`` calls ``callee`` (``calls`` times): the final statuses, as strings."""
+             calls: int = 1, rate: int = 10, timeout: int = 30,
+             from_user: str | None = None) -> list[str]:
+        """``caller`` calls ``callee`` (``calls`` times): the final statuses, as strings.
+        ``from_user`` replaces the caller's number in From (the digest user stays)."""
         log = self._log()
         result = yield sipp("svc_uac.xml", self.target, "-m", str(calls), "-r", str(rate),
-                            "-s", callee, "-set", "caller", caller, "-au", caller,
+                            "-s", callee, "-set", "caller", from_user or caller, "-au", caller,
                             "-ap", PASSWORD.format(caller), "-set", "hold", str(hold),
                             "-set", "privacy", privacy, "-trace_logs", "-log_file", log,
                             timeout=timeout, cwd=self.switch.dir)
@@ -148,6 +150,27 @@ class BlacklistTests(ServiceTestCase):
         self.assertEqual(len(refused), 1, rows)
         self.assertIn("blacklist", refused[0]["cause"])
         self.assertEqual((refused[0]["caller"], refused[0]["callee"]), ("1001", "1002"))
+
+    @defer.inlineCallbacks
+    def test_anonymous_from(self):
+        """A phone hiding its number (From sip:anonymous@..., digest user 1001) is an
+        anonymous caller: refused by anonymous / 1002 / 100; its call to 1234 goes through
+        and 1234 is shown "Anonymous" <sip:anonymous@anonymous.invalid>, not 1001; the CDR
+        keeps the real caller."""
+        yield self.change("blacklist", "add", "anonymous", "1002", "100")
+        self.assertEqual((yield self.dial("1001", "1002", from_user="anonymous")), ["403"])
+        callee = yield self.device("1234", "svc_uas_from.xml")
+        self.assertEqual((yield self.dial("1001", "1234", from_user="anonymous", hold=100)),
+                         ["200"])
+        yield callee()
+        shown = self._lines(os.path.join(self.switch.dir, f"sipp-{self.runs - 1}.log"), "from")
+        self.assertEqual(len(shown), 1, shown)
+        self.assertIn("<sip:anonymous@anonymous.invalid>", shown[0])
+        self.assertNotIn("1001", shown[0])
+        rows = yield self.cdrs()
+        self.assertEqual(sorted((r["caller"], r["callee"], r["disposition"]) for r in rows),
+                         [("1001", "1002", "failed"), ("1001", "1234", "answered")], rows)
+        self.assertIn("blacklist", sorted(r["cause"] for r in rows)[0])
 
     @defer.inlineCallbacks
     def test_prefix_rules(self):
