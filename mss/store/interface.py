@@ -215,6 +215,43 @@ class IStore(Interface):
         """Delete a row; False if there was none."""
 
     # -- change detection and life cycle
+    # trunks (mss.trunk.model), outbound routes, DIDs, and the switch's trunk state
+    def put_trunk(trunk, replace=False):
+        """Add (or with ``replace`` overwrite) a trunk; StoreError names the bad value."""
+
+    def get_trunk(name):
+        """The Trunk or None."""
+
+    def list_trunks():
+        """Every trunk, by name."""
+
+    def remove_trunk(name):
+        """True if it existed (refused while a route uses it)."""
+
+    def put_trunk_status(name, state, last_status, last_reason, next_refresh, updated):
+        """Written by the running switch for ``mssctl trunk status``."""
+
+    def list_trunk_status():
+        """name -> {state, last_status, last_reason, next_refresh, updated}."""
+
+    def add_route(prefix, trunks, length=None, strip=0, prepend="", extensions=()):
+        """Add an outbound route; returns its id."""
+
+    def list_routes():
+        """Routes in match order (longest prefix first)."""
+
+    def remove_route(route_id):
+        """True if it existed."""
+
+    def add_did(number, extension):
+        """Map an inbound number to an extension."""
+
+    def list_dids():
+        """DID -> extension."""
+
+    def remove_did(number):
+        """True if it existed."""
+
     def add_cdr(cdr):
         """Write one call detail record (``mss.call.cdr.CDR``), committed on return."""
 

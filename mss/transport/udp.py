@@ -23,6 +23,6 @@ class SipDatagramProtocol(DatagramProtocol):
     def send(self, data: bytes, dest: Address) -> None:
         try:
             self.transport.write(data, (dest.host, dest.port))
-        except OSError as e:
+        except (OSError, ValueError) as e:     # ValueError: a host name where an address belongs
             self.log.warn("UDP send to {peer} failed: {error}", peer=str(dest), error=e)
             self.shell.connection_failed(dest)
