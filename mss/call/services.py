@@ -25,7 +25,9 @@ class ServiceHooks:
         self.directory = directory
         self.bindings = bindings
         self.wall = wall
-        self.in_call = in_call or {}
+        # the manager's live dict (extension -> active calls): `or {}` would replace the
+        # manager's still-empty dict by another one and no callee would ever be "in a call"
+        self.in_call = in_call if in_call is not None else {}
 
     @property
     def active(self) -> bool:
