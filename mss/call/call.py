@@ -700,6 +700,10 @@ class Call:
             ack.headers.add("Content-Length", "0")
         leg.ack = ack
         self.m.core.send_ack(ack, dialog.destination())
+        # answered and ACKed: the dialog has all that is left to know; the INVITE and its
+        # transaction (request, bytes, last response) need not live as long as the call
+        leg.invite = None
+        leg.tx = None
 
     def _re_ack(self, leg: BLeg) -> None:
         if leg.ack is not None:
@@ -720,6 +724,7 @@ class Call:
         a = self.a
         if not a.acked and self.state == "answered":
             a.acked = True
+            a.tx = None          # the INVITE transaction is done with: do not keep it alive
             if a.late_offer and self.winner is not None and self.winner.ack is None:
                 body = ack.body
                 if body:
@@ -821,7 +826,8 @@ class Call:
         rack = (req.headers.get("rack") or "").split()
         ok = False
         if len(rack) == 3 and rack[0].isdigit():
-            ok = self.m.core.layer.prack_received(self.a.tx, int(rack[0]))
+            a_tx = self.a.tx
+            ok = a_tx is not None and self.m.core.layer.prack_received(a_tx, int(rack[0]))
         self._respond(tx, req, 200 if ok else 481, self.a)
         if ok and self.a.queued and not self.a.tx.reliable_1xx:
             status, reason, sdp = self.a.queued.pop(0)

@@ -583,6 +583,19 @@ class ReliableProvisionalTests(CallTestCase):
         self.assertEqual(self.cdr().disposition, "failed")
         self.sw.assert_clean(self)
 
+    def test_prack_after_the_answer(self):
+        """A PRACK that arrives after the call was answered and ACKed gets 481; the call
+        goes on."""
+        out, inc = self.ringing(headers=(("Require", "100rel"),))
+        ringing = self.a.take(180)
+        inc.respond(200, sdp(5000))
+        ok = self.a.take(200)
+        out.ack(ok)
+        out.prack(ringing)
+        self.a.take(481)
+        self.assertEqual(self.sw.calls.calls[out.call_id].state, "answered")
+        self.assertEqual(self.flushLoggedErrors(), [])
+
     def test_prack_for_unknown_rseq(self):
         out, inc = self.ringing(headers=(("Require", "100rel"),))
         ringing = self.a.take(180)
