@@ -63,6 +63,12 @@ class IMediaGateway(Interface):
     def room_leave(call_id, from_tag):
         """Take a leg out of its room (back to plain relaying)."""
 
+    def play_tone(call_id, from_tag, tone, duration_ms, sdp=None, codec=None):
+        """Deferred[dict]: play a built-in tone (mss extension; see docs/media-protocol.md)."""
+
+    def stop_tone(call_id, from_tag):
+        """Deferred[dict]: stop the tone playing to that leg."""
+
     def room_query(room):
         """Fires with the room's participants."""
 
@@ -124,6 +130,20 @@ class _CommandsMixin:
 
     def room_query(self, room):
         return self.command({"command": "room-query", "room": room})
+
+    def play_tone(self, call_id, from_tag, tone, duration_ms, sdp=None, codec=None):
+        """Play a built-in tone to the leg's phone; with ``sdp`` (a new call-id) create the
+        leg first: the reply's ``sdp`` is the answer for that phone."""
+        msg = {"command": "play-tone", "call-id": call_id, "from-tag": from_tag, "tone": tone,
+               "duration": int(duration_ms)}
+        if sdp is not None:
+            msg["sdp"] = _as_text(sdp)
+        if codec:
+            msg["codec"] = codec
+        return self.command(msg).addCallback(_as_bytes)
+
+    def stop_tone(self, call_id, from_tag):
+        return self.command({"command": "stop-tone", "call-id": call_id, "from-tag": from_tag})
 
 
 class _ClientProtocol(DatagramProtocol):

@@ -11,6 +11,9 @@ reply dictionary (see docs/media-protocol.md). It owns:
 - SDP rewriting: the SDP of leg X goes to X's peer, so it is rewritten with the *peer's* port
   pairs (where the peer's phone must send) and the gateway's public address;
 - mixing rooms (``mss.media.mixer.Room``) that legs join and leave, ticked every 20 ms;
+- tones (``mss.media.tones``): ``play-tone`` sends a built-in tone to one leg's phone, frame
+  by frame every 20 ms, for a given duration, on an existing leg or on a leg created for it
+  (a call that a service answers itself);
 - the media timeout: every few seconds calls without RTP for ``media_timeout`` seconds (and
   without signalling for as long) are marked ``timed out`` in ``query`` and reported once to the
   address that last sent a command for the call, through ``notify(address, message)``. A call
@@ -35,10 +38,12 @@ from mss.media.mixer import PCMA, PCMU, Room
 from mss.media.ng import NgError
 from mss.media.ports import PortAllocator, PortsExhausted
 from mss.media.stream import MediaEndpoint
+from mss.media.tones import TONES, TonePlayer
 from mss.sip import sdp as sdplib
 
 BIND_ATTEMPTS = 8
 MAX_CATCH_UP = 5
+MAX_TONE_MS = 3_600_000
 ICE_ATTRIBUTES = ("ice-ufrag", "ice-pwd", "ice-options", "ice-lite", "candidate",
                   "end-of-candidates", "remote-candidates", "ice-mismatch")
 
@@ -134,6 +139,8 @@ class Gateway:
         self.calls: dict[str, Call] = {}
         self.rooms: dict[str, Room] = {}
         self._mixing: LoopingCall | None = None
+        self.players: dict[MediaEndpoint, TonePlayer] = {}
+        self._toning: LoopingCall | None = None
         self._checking: LoopingCall | None = None
         self.check_interval = max(0.5, min(5.0, media_timeout / 4))
         self.started = clock.seconds()
@@ -151,6 +158,7 @@ class Gateway:
         if self._checking is not None and self._checking.running:
             self._checking.stop()
         self._stop_mixing()
+        self._stop_toning()
 
     # -- dispatch -------------------------------------------------------------------------------
 
@@ -349,6 +357,8 @@ class Gateway:
     def _close(self, ep: MediaEndpoint) -> None:
         if ep.room is not None:
             self._leave(ep)
+        if ep.tone is not None:
+            self._stop_tone(ep)
         if ep.sock is not None:
             self.sockets.close_pair(ep.sock, ep.rtcp_sock)
             ep.sock = ep.rtcp_sock = None
@@ -546,6 +556,137 @@ class Gateway:
             for room in list(self.rooms.values()):
                 room.tick()
 
+    # -- tones ----------------------------------------------------------------------------------
+
+    def play_tone(self, msg, source):
+        """Play a built-in tone to the phone of leg (call-id, from-tag); with ``sdp`` and an
+        unknown call-id, first create that leg (it talks only to the tone) and answer it."""
+        name = _text(msg, "tone")
+        if name not in TONES:
+            raise NgError(f"unknown tone {name!r}: one of {', '.join(sorted(TONES))}")
+        duration = msg.get("duration")
+        if not isinstance(duration, int) or isinstance(duration, bool) \
+                or not 20 <= duration <= MAX_TONE_MS:
+            raise NgError(f"duration must be an integer from 20 to {MAX_TONE_MS} (ms)")
+        codec = msg.get("codec")
+        if codec is not None and codec not in ("PCMU", "PCMA"):
+            raise NgError("codec must be PCMU or PCMA")
+        wanted = None if codec is None else (PCMU if codec == "PCMU" else PCMA)
+        reply: dict = {"result": "ok", "tone": name, "duration": duration}
+        call_id = _text(msg, "call-id")
+        if call_id not in self.calls and isinstance(msg.get("sdp"), str):
+            ep, pt, play = self._tone_leg(call_id, _text(msg, "from-tag"), wanted, msg, reply)
+        else:
+            ep = self._audio_endpoint(msg)
+            if ep.room is not None or ep.bridge is not None:
+                raise NgError("leg is in a mixing room")
+            pt = self._g711(ep, wanted)
+            play = True
+        self._signal(self.calls[call_id], source, self.clock.seconds())
+        reply["codec"] = "PCMU" if pt == PCMU else "PCMA"
+        if ep.tone is not None:
+            self._stop_tone(ep)
+        if play:
+            ep.tone = self.players[ep] = TonePlayer(ep, name, pt, duration)
+            self._start_toning()
+        reply["playing"] = 1 if play else 0
+        self.log.info("{call_id} {tag}: tone {tone} for {duration} ms ({codec})",
+                      call_id=call_id, tag=ep.leg.tag, tone=name, duration=duration,
+                      codec=reply["codec"])
+        return reply
+
+    @staticmethod
+    def _g711(ep: MediaEndpoint, wanted: int | None) -> int:
+        if wanted is not None:
+            return wanted
+        if ep.last_pt in (PCMU, PCMA):
+            return ep.last_pt
+        pt = next((f for f in ep.formats if f in (PCMU, PCMA)), None)
+        if pt is None:
+            raise NgError("leg has no G.711 codec (PCMU or PCMA) to play")
+        return pt
+
+    def _tone_leg(self, call_id: str, tag: str, wanted: int | None, msg, reply: dict):
+        """A new call with one leg for the offer in ``msg["sdp"]``; its answer goes in
+        ``reply["sdp"]``: the first plain-RTP audio stream with PCMU or PCMA, answered with
+        that codec alone and ``a=sendonly`` (``inactive`` when the offer does not receive);
+        the other streams are rejected. Returns (endpoint, payload type, play?)."""
+        desc = self._parse_sdp(msg)
+        chosen = None
+        for i, section in enumerate(desc.media):
+            if section.media != "audio" or section.port == 0 \
+                    or section.proto not in ("RTP/AVP", "RTP/AVPF"):
+                continue
+            formats = [int(f) for f in section.formats if f.isdigit()]
+            pt = wanted if wanted in formats else \
+                next((f for f in formats if f in (PCMU, PCMA)), None)
+            if pt is not None:
+                chosen = (i, pt)
+                break
+        if chosen is None:
+            raise NgError("no audio stream with PCMU or PCMA in sdp")
+        index, pt = chosen
+        where = self._checked_endpoint(desc, index)
+        now = self.clock.seconds()
+        call = self.calls[call_id] = Call(call_id, now)
+        leg = call.legs[tag] = Leg(call_id, tag, now)
+        try:
+            ep = self._endpoint(leg, index)
+        except NgError:
+            self._delete_call(call)
+            raise
+        ep.set_remote((where.address, where.port), (where.rtcp_address, where.rtcp_port), True)
+        ep.formats = [pt]
+        play = desc.direction(index) in ("sendrecv", "recvonly") and not where.on_hold_address
+        family, address = self.family, self.public_address
+        lines = ["v=0", f"o=mss-media {int(self.wallclock())} 1 IN {family} {address}", "s=-",
+                 f"c=IN {family} {address}", "t=0 0"]
+        for i, section in enumerate(desc.media):
+            if i == index:
+                lines += [f"m=audio {ep.port} {section.proto} {pt}",
+                          f"a=rtpmap:{pt} {'PCMU' if pt == PCMU else 'PCMA'}/8000",
+                          "a=ptime:20", "a=sendonly" if play else "a=inactive"]
+            else:
+                lines.append(f"m={section.media} 0 {section.proto} "
+                             f"{(section.formats or ['0'])[0]}")
+        reply["sdp"] = ("\r\n".join(lines) + "\r\n").encode()
+        return ep, pt, play
+
+    def stop_tone(self, msg, source):
+        ep = self._audio_endpoint(msg)
+        player = ep.tone
+        if player is None:
+            raise NgError("no tone is playing to this leg")
+        self._stop_tone(ep)
+        return {"result": "ok", "tone": player.name, "sent": player.sent}
+
+    def _stop_tone(self, ep: MediaEndpoint) -> None:
+        self.players.pop(ep, None)
+        ep.tone = None
+        if not self.players:
+            self._stop_toning()
+
+    def _start_toning(self) -> None:
+        if self._toning is None:
+            self._toning = LoopingCall.withCount(self.play)
+            self._toning.clock = self.clock
+            self._toning.start(0.02, now=False)
+            self.play()                       # the first frame at once
+
+    def _stop_toning(self) -> None:
+        if self._toning is not None:
+            if self._toning.running:
+                self._toning.stop()
+            self._toning = None
+
+    def play(self, frames: int = 1) -> None:
+        """Send ``frames`` 20 ms frames of every playing tone (more than one when the
+        reactor was late, at most ``MAX_CATCH_UP``); finished tones stop."""
+        for _ in range(min(frames, MAX_CATCH_UP)):
+            for ep, player in list(self.players.items()):
+                if not player.tick():
+                    self._stop_tone(ep)
+
     # -- media timeout ----------------------------------------------------------------------------
 
     def check_timeouts(self) -> None:
@@ -558,6 +699,8 @@ class Gateway:
                     last = ep.last_packet
                 if ep.on_hold:
                     limit = self.hold_timeout
+                if ep.tone is not None:
+                    last = now                # we are sending: the call is not dead
             idle = now - last
             if idle >= limit and not call.timed_out:
                 call.timed_out = True
@@ -574,4 +717,5 @@ class Gateway:
         "ping": ping, "offer": offer, "answer": answer, "delete": delete, "query": query,
         "list": list_calls, "room-join": room_join, "room-leave": room_leave,
         "room-query": room_query, "room-list": room_list, "bridge": bridge,
+        "play-tone": play_tone, "stop-tone": stop_tone,
     }

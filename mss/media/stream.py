@@ -5,7 +5,8 @@ pair; the phone of that leg sends to it and receives from it (so our source port
 phone never changes during the call). A packet arriving on endpoint E from E's phone is
 forwarded out of E's peer's socket to wherever the peer's phone is (``peer.target``); if E is
 in a mixing room the packet goes to the room instead; if E is bridged to a room on another
-worker it goes to that worker.
+worker it goes to that worker; while a tone plays to the peer's phone (``tone``) the packet is
+not forwarded, so that the phone hears one stream.
 
 Symmetric RTP (latching): after each offer/answer that changes the leg's SDP endpoint the
 endpoint is *armed*; the first valid RTP packet (version 2, at least a header) latches its
@@ -37,7 +38,7 @@ class MediaEndpoint:
         "packets", "bytes", "foreign", "rtcp_packets", "rtcp_bytes", "rtcp_foreign",
         "first_packet", "last_packet", "base_seq", "max_seq", "cycles", "bad_seq",
         "jitter", "transit", "clock_rates", "no_jitter_pts", "last_pt",
-        "formats", "mix_state", "seq_offset", "on_hold",
+        "formats", "mix_state", "seq_offset", "on_hold", "tone",
     )
 
     def __init__(self, leg: Any, index: int, port: int, sock: Any, rtcp_sock: Any):
@@ -73,6 +74,7 @@ class MediaEndpoint:
         self.mix_state = None
         self.seq_offset = 0
         self.on_hold = False          # the leg's SDP said sendonly/recvonly/inactive/0.0.0.0
+        self.tone = None              # the TonePlayer sending to our phone (peer audio muted)
 
     # -- signalling ---------------------------------------------------------------------------
 
@@ -121,7 +123,7 @@ class MediaEndpoint:
             return
         peer = self.peer
         if peer is not None and peer.target is not None and peer.room is None \
-                and peer.bridge is None:
+                and peer.bridge is None and peer.tone is None:
             peer.sock.sendto(data, peer.target)
 
     def _account(self, data: bytes, now: float) -> None:
