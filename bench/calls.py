@@ -11,7 +11,9 @@ i.e. two INVITE transactions, a B leg, and a BYE on each leg.
    for ``--hold`` seconds; the switch's RSS is read from /proc before (after a warm-up) and
    once every call has been set up; the difference over the number of calls is the memory
    per established call, first with its setup transactions still in their 64*T1 wait states,
-   then (with a hold over 40 s) 35 s later, when only the calls remain.
+   then (with a hold over 40 s) 35 s later, when only the calls remain. RSS rarely shrinks,
+   so the heap of the calls alone is also measured in-process with tracemalloc (the real
+   core and call manager over a fake network, ``heap_per_call``).
 2. Throughput: steps of ``--seconds`` each at the ``--rates`` offered; a step passes when
    under 1% of its calls fail (SIPp's Failed call count plus calls never completed). Printed
    per step: offered rate, calls/s achieved, failures, and the switch's CPU time per call
@@ -138,6 +140,56 @@ def memory_test(directory, port, pid, held, rate, hold) -> None:
     sys.stdout.flush()
 
 
+def heap_per_call(count: int) -> None:
+    """The Python heap of established calls, measured in-process with tracemalloc: the real
+    SipCore and CallManager (tests/call/fakes.py, fake network, task.Clock), ``count`` calls
+    answered and ACKed, then the clock moved past 64*T1 so that only the calls remain."""
+    import gc
+    import tracemalloc
+
+    from twisted.trial.unittest import SynchronousTestCase
+
+    from tests.call.fakes import SDP, Switch
+
+    class _Case(SynchronousTestCase):
+        def runTest(self):
+            pass
+    case = _Case()
+    sw = Switch(case)
+    sw.extension(CALLER)
+    sw.extension(CALLEE)
+    a, b = sw.phone(CALLER, 5061, register=False), sw.phone(CALLEE, 5062)
+
+    def call():
+        out = a.invite(CALLEE)
+        inc = b.incoming()
+        inc.respond(180)
+        inc.respond(200, SDP)
+        ok = a.take(200)
+        b.take("ACK")
+        out.ack(ok)
+        a.inbox.clear()
+        b.inbox.clear()
+    for _ in range(50):
+        call()
+    sw.advance(40)
+    gc.collect()
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
+    for _ in range(count):
+        call()
+    setup = tracemalloc.get_traced_memory()[0]
+    sw.advance(40)
+    gc.collect()
+    steady = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    held = len(sw.calls.calls) - 50
+    print(f"heap: {(setup - base) / count / 1024:.1f} KiB per call just set up (transactions "
+          f"included), {(steady - base) / count / 1024:.1f} KiB per established call once "
+          f"they ended ({held} calls held; Python objects, tracemalloc, in-process)")
+    case.doCleanups()
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rates", default="100,200,300,500,700,1000")
@@ -146,6 +198,8 @@ def main(argv=None) -> int:
     parser.add_argument("--held-rate", type=int, default=250)
     parser.add_argument("--hold", type=int, default=45, help="seconds the held calls last")
     parser.add_argument("--no-memory", action="store_true")
+    parser.add_argument("--heap-only", action="store_true",
+                        help="only the in-process heap measurement (no SIPp, no switch)")
     parser.add_argument("--log-level", default="warn", help="the switch's [log] level")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     parser.add_argument("--profile", default="", metavar="FILE",
@@ -153,6 +207,10 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if shutil.which("sipp") is None:
         sys.exit("sipp is not installed (apt-get install sip-tester)")
+    if not args.no_memory or args.heap_only:
+        heap_per_call(args.held)
+        if args.heap_only:
+            return 0
     rates = [int(r) for r in args.rates.split(",")]
     directory = tempfile.mkdtemp(prefix="mss-bench-calls-")
     port, uas_port = free_port(), free_port()
