@@ -328,6 +328,9 @@ class CallManager:
     # -- new calls ---------------------------------------------------------------------------------
     def _new_invite(self, request, source, tx):
         now = self.now()
+        if not self.accepting:                    # shutting down: refuse quickly
+            self._answer(tx, request, 503, extra=(("Retry-After", str(self.retry_after)),))
+            return
         existing = self.calls.get(request.call_id)
         if existing is not None and existing.a.request.from_.tag == request.from_.tag:
             # §8.2.2.2: the same request again by another path (a new branch): merged

@@ -233,8 +233,8 @@ class LiveInspectionTests(OperationsTestCase):
         with open(os.path.join(self.dir, "mss.jsonl"), encoding="utf-8") as f:
             lines = f.read().splitlines()
         events = [json.loads(line) for line in lines if line.strip()]
-        ended = [e for e in events if e.get("log_format") == "call {call_id} ended: "
-                 "{disposition} ({cause})"]
+        ended = [e for e in events if "disposition" in e and "cause" in e
+                 and e.get("log_namespace") == "mss.call.manager.CallManager"]
         self.assertEqual([(e["call_id"], e["disposition"], e["cause"]) for e in ended],
                          [(call_id, "answered", "hangup by manhole")])
         self.assertTrue(any(e.get("log_namespace", "").startswith("mss.") for e in events))
