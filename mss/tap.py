@@ -12,6 +12,7 @@ import sys
 
 from twisted.application import service
 from twisted.application.internet import TimerService
+from twisted.internet.error import CannotListenError
 from twisted.logger import (FilteringLogObserver, LogLevel, LogLevelFilterPredicate, Logger,
                             globalLogPublisher, jsonFileLogObserver)
 from twisted.python import usage
@@ -192,7 +193,14 @@ class Switch(service.MultiService):
         setup_logging(self.settings)        # twistd's observers exist only from now on
         loaded = self.bindings.load(self.reactor.seconds())
         log.info("loaded {count} live registrations from the store", count=loaded)
-        super().startService()
+        try:
+            super().startService()
+        except CannotListenError as e:
+            # a user error like a config error: one line naming file, key and problem
+            sys.stderr.write(f"{self.settings.path}: sip.port: cannot listen on "
+                             f"{e.interface or '0.0.0.0'}:{e.port}: {e.socketError}\n")
+            sys.stderr.flush()
+            os._exit(1)
         self.trunks.reload()            # after the shell: registrations need our ports
         self.shell.flush()
 
