@@ -634,15 +634,47 @@ class Call:
     def answer_locally(self, tone: str, hold: float = 2.0) -> None:
         """Answer the caller ourselves (a service's confirmation or announcement).
 
-        The SDP answer accepts the caller's streams as inactive: no tone audio is played
-        yet (the media gateway has no tone source); the caller hears the answer and the
-        release after ``hold`` seconds.
+        With a media gateway the caller's offer goes to it (``play-tone`` with the SDP,
+        docs/media-protocol.md): the caller is answered with the gateway's SDP, hears
+        ``tone`` for ``hold`` seconds and is released when it ends. With pass-through media,
+        a late offer, or a gateway that cannot play (no G.711 offered, no answer), the SDP
+        answer accepts the caller's streams as inactive: the answer, no audio, the release
+        after ``hold`` seconds.
         """
+        from mss.call.media import GatewayMedia
+        a = self.a
+        release = f"service ({tone})"
+        client = getattr(self.m.media, "client", None)
+        if isinstance(self.m.media, GatewayMedia) and a.request.body \
+                and hasattr(client, "play_tone"):
+            d = client.play_tone(self.id, a.request.from_.tag, tone, int(hold * 1000),
+                                 sdp=a.request.body)
+
+            def playing(reply):
+                if self.state != "setup":             # the caller gave up meanwhile
+                    self.m.media.delete(self.id)
+                    return
+                self._answer_caller(reply["sdp"])
+                self.timers.append(self.m.timers.call_at(self.m.now() + hold, self.hangup,
+                                                         release))
+                self.m.flush()
+
+            def silent(failure):
+                self.log.warn("call {call_id}: no {tone} tone from the media gateway: {error}",
+                              call_id=self.id, tone=tone, error=failure.getErrorMessage())
+                if self.state == "setup":
+                    self._answer_inactive(hold, release)
+                    self.m.flush()
+            d.addCallbacks(playing, silent)
+            return
+        self._answer_inactive(hold, release)
+
+    def _answer_inactive(self, hold: float, release: str) -> None:
         a = self.a
         sdp = inactive_answer(a.request.body, self.m.core.local_host(a.source.host)) \
             if a.request.body else b""
         self._answer_caller(sdp)
-        self.timers.append(self.m.timers.call_at(self.m.now() + hold, self.hangup, f"service ({tone})"))
+        self.timers.append(self.m.timers.call_at(self.m.now() + hold, self.hangup, release))
 
     def barge_into(self, victim: "Call") -> None:
         """Operator break-in: the victim's two legs and this caller meet in a mixer room."""

@@ -308,3 +308,53 @@ class PassThroughTests(MediaTestCase):
         counts = self.assertIntact(b, a, (PHONE, a_port))
         self.assertGreaterEqual(counts.get("resumed", 0), 20, counts)
         self.assertLessEqual(counts["lost"], 2, counts)
+
+
+class ToneTests(MediaTestCase):
+    """A feature code (*78, do not disturb, answered by the dnd service with the confirm
+    tone): the caller gets the gateway's SDP and 2 s of the tone in its codec, then BYE."""
+
+    media = {"mode": "child"}
+
+    @defer.inlineCallbacks
+    def feature_call(self, codec: str):
+        yield self.mssctl("services", "reload", "--via-store")    # the switch knows 1001
+        a = Phone()
+        a_port = a.listen(self)
+        calling = self.caller("media_uac_wait_bye.xml", a_port, "*78", codec=codec)
+        c, port, direction = yield self.note("uac", "answer")
+        self.check("caller", (yield calling))
+        self.assertEqual((c, direction), (GATEWAY, "sendonly"))
+        low, high = self.ports
+        self.assertTrue(low <= port <= high, port)
+        self.assertIn("1001", (yield self.mssctl("dnd", "list")))
+        cdr = yield self.cdr()
+        self.assertEqual(cdr["disposition"], "answered")
+        self.assertIn("confirm", cdr["cause"])
+        return a, port
+
+    def assertTone(self, a: Phone, port: int, pt: int):
+        """The frames of one confirm cycle (2 s), in order, one RTP stream, from the port
+        the caller's SDP names."""
+        from mss.media import tones
+        self.assertEqual({addr for _, addr, _ in a.received}, {(GATEWAY, port)})
+        headers = [struct.unpack("!BBHII", d[:12]) for d, _, _ in a.received]
+        self.assertEqual({h[1] & 0x7F for h in headers}, {pt})
+        self.assertEqual(len({h[4] for h in headers}), 1)
+        first_seq = headers[0][2]
+        frames = tones.frames("confirm", pt)
+        for (data, _, _), h in zip(a.received, headers):
+            i = (h[2] - first_seq) & 0xFFFF
+            self.assertEqual(data[12:], frames[i % len(frames)])
+        # 2 s = 100 frames; UDP on loopback loses none, but allow a couple
+        self.assertTrue(95 <= len(a.received) <= 100, len(a.received))
+
+    @defer.inlineCallbacks
+    def test_feature_code_plays_confirm_tone_pcmu(self):
+        a, port = yield self.feature_call("PCMU")
+        self.assertTone(a, port, 0)
+
+    @defer.inlineCallbacks
+    def test_feature_code_plays_confirm_tone_pcma(self):
+        a, port = yield self.feature_call("PCMA")
+        self.assertTone(a, port, 8)
