@@ -27,6 +27,7 @@ from twisted.trial import unittest
 from tests.e2e.harness import SIPP, Switch, free_port, sipp
 
 PASSWORDS = {"1001": "pw-1001-m", "1002": "pw-1002-m"}
+PAYLOAD_TYPES = {"PCMU": 0, "PCMA": 8, "G729": 18}
 GATEWAY = "127.0.0.2"
 PHONE = "127.0.0.1"
 
@@ -158,7 +159,7 @@ class MediaTestCase(unittest.TestCase):
 
     def media_args(self, phone_port: int, codec: str = "PCMU") -> list[str]:
         return ["-set", "rtp", str(phone_port), "-set", "note", str(self.note_port),
-                "-set", "py", sys.executable, "-set", "pt", "0" if codec == "PCMU" else "8",
+                "-set", "py", sys.executable, "-set", "pt", str(PAYLOAD_TYPES[codec]),
                 "-set", "codec", codec]
 
     @defer.inlineCallbacks
@@ -358,3 +359,16 @@ class ToneTests(MediaTestCase):
     def test_feature_code_plays_confirm_tone_pcma(self):
         a, port = yield self.feature_call("PCMA")
         self.assertTone(a, port, 8)
+
+    @defer.inlineCallbacks
+    def test_no_g711_offered_answers_inactive(self):
+        """The caller offers only G.729: the gateway cannot play, the switch still answers
+        the feature code (inactive streams, its own address) and releases the call."""
+        yield self.mssctl("services", "reload", "--via-store")
+        a = Phone()
+        calling = self.caller("media_uac_wait_bye.xml", a.listen(self), "*78", codec="G729")
+        c, port, direction = yield self.note("uac", "answer")
+        self.check("caller", (yield calling))
+        self.assertEqual((c, port, direction), (PHONE, 9, "inactive"))
+        self.assertEqual(a.received, [])
+        self.assertIn("1001", (yield self.mssctl("dnd", "list")))
