@@ -16,6 +16,7 @@ IPv4-mapped IPv6 to IPv4) so that one host has one entry.
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections import OrderedDict, deque
 from typing import Iterable
 
@@ -26,8 +27,14 @@ from mss.store.interface import Ban
 __all__ = ["BanList", "is_scanner", "normalize_address"]
 
 
+_DOTTED = re.compile(r"(?:(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}"
+                     r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])")
+
+
 def normalize_address(address: str) -> str:
     """The canonical text of an IP address; anything else is returned unchanged."""
+    if _DOTTED.fullmatch(address):
+        return address                    # already canonical IPv4 (every request passes here)
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:

@@ -25,6 +25,7 @@ import base64
 import hashlib
 import hmac
 import os
+import re
 import struct
 from collections import OrderedDict
 from typing import Callable, Iterable
@@ -261,8 +262,11 @@ MAX_VALUE_LENGTH = 8192
 MAX_PARAMS = 64
 
 
+_CONTROL = re.compile("[\r\n\x00]")
+
+
 def _quote(value: str) -> str:
-    if any(c in value for c in "\r\n\x00"):
+    if _CONTROL.search(value):
         raise DigestError(f"control characters in {value!r}")
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
@@ -315,12 +319,50 @@ class _Scanner:
         raise DigestParseError(f"unterminated quoted string at offset {self.pos}")
 
 
+_TOKEN_RE = "[" + re.escape("".join(sorted(_TOKEN_CHARS))) + "]+"
+_FAST_SCHEME = re.compile(r"[ \t]*(" + _TOKEN_RE + r")[ \t]+")
+_FAST_PARAM = re.compile(r"[ \t]*(" + _TOKEN_RE + r')[ \t]*=[ \t]*(?:"([^"\\\r\n]*)"|(' + _TOKEN_RE
+                         + r"))[ \t]*(?:,|$)")
+
+
+def _parse_auth_fast(value: str):
+    """The common shape in one regex pass: one scheme, ``name=value`` pairs, quoted values
+    without escapes. None when the value needs the full scanner (it decides errors)."""
+    m = _FAST_SCHEME.match(value)
+    if m is None:
+        return None
+    params: dict[str, str] = {}
+    quoted: set[str] = set()
+    pos, end = m.end(), len(value)
+    match = _FAST_PARAM.match
+    while pos < end:
+        p = match(value, pos)
+        if p is None:
+            return None
+        key = p.group(1).lower()
+        if key in params:
+            return None
+        q = p.group(2)
+        if q is not None:
+            params[key] = q
+            quoted.add(key)
+        else:
+            params[key] = p.group(3)
+        pos = p.end()
+    if not params or len(params) > MAX_PARAMS:
+        return None
+    return [(m.group(1), params, quoted)]
+
+
 def _parse_auth(value: str) -> list[tuple[str, dict[str, str], set[str]]]:
     """Split a header value into ``(scheme, params, quoted_param_names)`` per challenge."""
     if not isinstance(value, str):
         raise DigestParseError("the header value is not text")
     if len(value) > MAX_VALUE_LENGTH:
         raise DigestParseError(f"the header value is longer than {MAX_VALUE_LENGTH} characters")
+    fast = _parse_auth_fast(value)
+    if fast is not None:
+        return fast
     s = _Scanner(value)
     result: list[tuple[str, dict[str, str], set[str]]] = []
     if s.at_end():

@@ -146,9 +146,12 @@ class Headers:
         name, value = _line(name, value)
         if first:
             self._items.insert(0, [name, value])
+            self._index = None
         else:
+            index = self._index
+            if index is not None:         # appending keeps every position: extend the index
+                index.setdefault(canonical(name), []).append(len(self._items))
             self._items.append([name, value])
-        self._index = None
         self._raw = None
 
     def insert_before(self, name: str, value: str) -> None:
@@ -165,12 +168,15 @@ class Headers:
         found = self._idx().get(key)
         name, value = _line(name, value)
         if not found:
+            self._index.setdefault(key, []).append(len(self._items))
             self._items.append([name, value])
+        elif len(found) == 1:
+            self._items[found[0]][1] = value       # same position: the index stays right
         else:
             self._items[found[0]][1] = value
             for i in reversed(found[1:]):
                 del self._items[i]
-        self._index = None
+            self._index = None
         self._raw = None
 
     def remove(self, name: str) -> None:
