@@ -8,8 +8,10 @@ receives, its scenario sends the test a datagram naming the ``c=`` address, ``m=
 direction it saw, so that the test knows where each phone must send and checks that the SDP
 points at the gateway (its public address here is 127.0.0.2, the phones are on 127.0.0.1, so
 a rewritten ``c=`` is visible), that hold and resume keep the same gateway ports, and that
-every packet arrives byte for byte from the port the phone sends to. Each test has its own
-control port and its own RTP port range.
+every packet arrives byte for byte from the port the phone sends to. A silent call is ended
+by the media timeout. A feature code answered by a service (``*78``) gets the gateway's SDP
+and the confirm tone's frames (one and two gateway workers). Each test has its own control
+port and its own RTP port range.
 """
 from __future__ import annotations
 
@@ -130,9 +132,9 @@ class MediaTestCase(unittest.TestCase):
         settings = {"calls": {"no_answer_timeout": 5}, "media": dict(self.media)}
         if settings["media"].get("mode") == "child":
             self.ports = rtp_range()
-            settings["media"].update({
+            settings["media"] = {
                 "control": f"127.0.0.1:{free_port()}", "rtp_ports": "%d-%d" % self.ports,
-                "public_address": GATEWAY, "workers": 1})
+                "public_address": GATEWAY, "workers": 1, **self.media}
         self.switch = Switch(self, settings)
         yield self.switch.start()
         self.target = f"127.0.0.1:{self.switch.port}"
@@ -311,11 +313,9 @@ class PassThroughTests(MediaTestCase):
         self.assertLessEqual(counts["lost"], 2, counts)
 
 
-class ToneTests(MediaTestCase):
+class ToneMixin:
     """A feature code (*78, do not disturb, answered by the dnd service with the confirm
     tone): the caller gets the gateway's SDP and 2 s of the tone in its codec, then BYE."""
-
-    media = {"mode": "child"}
 
     @defer.inlineCallbacks
     def feature_call(self, codec: str):
@@ -350,6 +350,10 @@ class ToneTests(MediaTestCase):
         # 2 s = 100 frames; UDP on loopback loses none, but allow a couple
         self.assertTrue(95 <= len(a.received) <= 100, len(a.received))
 
+
+class ToneTests(ToneMixin, MediaTestCase):
+    media = {"mode": "child"}
+
     @defer.inlineCallbacks
     def test_feature_code_plays_confirm_tone_pcmu(self):
         a, port = yield self.feature_call("PCMU")
@@ -372,3 +376,15 @@ class ToneTests(MediaTestCase):
         self.assertEqual((c, port, direction), (PHONE, 9, "inactive"))
         self.assertEqual(a.received, [])
         self.assertIn("1001", (yield self.mssctl("dnd", "list")))
+
+
+class ToneWorkersTests(ToneMixin, MediaTestCase):
+    """The tone through a gateway with two worker processes: the front process routes
+    play-tone to the call's worker (whose control port follows the front's)."""
+
+    media = {"mode": "child", "workers": 2}
+
+    @defer.inlineCallbacks
+    def test_feature_code_plays_confirm_tone(self):
+        a, port = yield self.feature_call("PCMU")
+        self.assertTone(a, port, 0)
