@@ -2,7 +2,6 @@
 """Tones: the precomputed frames (frequency, cadence, level, both codecs) and ``play-tone`` /
 ``stop-tone`` in the gateway (on a new leg from an offer, on a running call's leg, timing,
 muting of the peer, errors)."""
-import math
 import struct
 
 try:
@@ -202,4 +201,3 @@ class ClientTests(SynchronousTestCase):
                                    "codec": "PCMA"})
         r.stop_tone("c", "t")
         self.assertEqual(sent[1], {"command": "stop-tone", "call-id": "c", "from-tag": "t"})
-        self.assertTrue(math.isfinite(reply.get("duration", 0)))
