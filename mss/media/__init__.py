@@ -1,11 +1,12 @@
-"""The media gateway: RTP relay and G.711 mixer, controlled by an rtpengine-compatible protocol.
+"""The media gateway: RTP relay, G.711 mixer and tones, controlled by an rtpengine-compatible protocol.
 
 Modules, by role:
 
 - ``bencode``, ``ng``: the control protocol's wire format and cookie (retransmission) cache;
 - ``relay``: command logic (calls, legs, SDP rewriting, rooms, media timeout) on an injected
   clock and socket factory; ``stream``: one endpoint's per-packet path (latching, counters);
-  ``mixer``: mix-minus rooms; ``ports``: RTP/RTCP port pairs;
+  ``mixer``: mix-minus rooms; ``tones``: built-in call-progress tones as precomputed G.711
+  frames and their player; ``ports``: RTP/RTCP port pairs;
 - ``server``: the Twisted shell (RTP sockets on one epoll, the control port);
   ``workers``: the front process routing to one worker process per core;
 - ``client``: call control's side (``IMediaGateway``, ``NgClient``, ``PassThroughMedia``);
