@@ -613,8 +613,12 @@ class Call:
             self.fail(onward.code, onward.reason or None, f"service {onward.service}")
             return True
         route = self.m.router.route(decision.target, self.caller_ext)
-        if route.status:
-            return False
+        then = self._target_services(decision.target, route)
+        if then.action == "reject":                 # e.g. the target has do-not-disturb on
+            self.fail(then.code, then.reason or None, f"service {then.service}")
+            return True
+        if route.status and then.action != "redirect":
+            return False           # the target cannot ring: the caller gets the first failure
         for leg in self.b_legs:
             if leg.open:
                 self._cancel_leg(leg, None)
@@ -625,11 +629,29 @@ class Call:
         self.add_diversion(self.callee, decision)
         self.callee, self.callee_ext = decision.target, route.extension
         self.early_sdp_sent = False
+        if then.action == "redirect" and self.divert(then):
+            return True                              # the target's own forwarding
+        if route.status:
+            self.fail(route.status, route.reason or None, route.reason or "unreachable")
+            return True
+        ring_time = then.ring_timeout or self.m.no_answer_timeout
         if route.trunk_plan:
-            self.ring_trunks(route.trunk_plan, self.m.no_answer_timeout)
+            self.ring_trunks(route.trunk_plan, ring_time)
         else:
-            self.ring(route.targets, self.m.no_answer_timeout)
+            self.ring(route.targets, ring_time)
         return True
+
+    def _target_services(self, target: str, route):
+        """The terminating services of a local forwarding target (its DND, its own forwarding,
+        its ring time), as for a call dialled to it; CONTINUE for other numbers."""
+        from mss.services.api import CONTINUE_DECISION
+        hooks = self.m.hooks
+        if not hooks.active or route.extension is None:
+            return CONTINUE_DECISION
+        ext = self.m.directory(route.extension)
+        blocks = ext is not None and (ext.has("call_waiting_off") or not self.m.call_waiting)
+        return hooks.terminating(self.facts().diverted(target),
+                                 hooks.callee_state(route.extension, blocks))
 
     def answer_locally(self, tone: str, hold: float = 2.0) -> None:
         """Answer the caller ourselves (a service's confirmation or announcement).

@@ -221,6 +221,47 @@ class ServiceCallTests(SynchronousTestCase):
         self.assertTrue(p.has("CANCEL"))
         self.assertIn("reason=no-answer", c.incoming().invite.headers.get("diversion"))
 
+    def test_busy_forward_to_a_target_with_dnd(self):
+        """1002 busy -> 1003, which has DND on: the caller gets 1003's 486 Do Not Disturb
+        and 1003's phone never rings."""
+        self.engine.store.set_extension_data("forwarding", "1002", "busy", "1003")
+        self.engine.store.set_extension_data("dnd", "1003", "on", True)
+        self.engine.invalidate_caches()
+        b = self.sw.phone("1002", 5072)
+        c = self.sw.phone("1003", 5073)
+        self.a.invite("1002")
+        b.incoming().respond(486)
+        self.assertEqual(self.a.take(486, self).reason, "Do Not Disturb")
+        self.assertEqual(c.kinds(), [])
+
+    def test_no_answer_forward_follows_the_targets_forwarding(self):
+        """1002 no answer -> 1003 (no device, forwards when unreachable) -> 1009: 1009's
+        INVITE carries both diversions, newest first."""
+        self.sw.store.set_permission("1003", "forward", True)
+        self.sw.directory.invalidate()
+        self.engine.store.set_extension_data("forwarding", "1002", "no_answer", "1003")
+        self.engine.store.set_extension_data("forwarding", "1002", "ring_time", 5)
+        self.engine.store.set_extension_data("forwarding", "1003", "unreachable", "1009")
+        self.engine.invalidate_caches()
+        b = self.sw.phone("1002", 5072)
+        d = self.sw.phone("1009", 5079)
+        self.a.invite("1002")
+        b.incoming().respond(180)
+        self.sw.advance(5.1)
+        diversions = d.incoming().invite.headers.get_lines("diversion")
+        self.assertEqual([v.split(";")[0] for v in diversions],
+                         [f"<sip:1003@{REALM}>", f"<sip:1002@{REALM}>"])
+        self.assertIn("reason=unavailable", diversions[0])
+
+    def test_busy_forward_to_an_unreachable_target(self):
+        """The target has no device and no forwarding: the caller gets the callee's 486."""
+        self.engine.store.set_extension_data("forwarding", "1002", "busy", "1003")
+        self.engine.invalidate_caches()
+        b = self.sw.phone("1002", 5072)
+        self.a.invite("1002")
+        b.incoming().respond(486)
+        self.a.take(486, self)
+
     def test_forward_loop_refused(self):
         """1002 -> 1003 -> 1002: the redirect back is refused; 1003's phone rings."""
         self.sw.store.set_permission("1003", "forward", True)
