@@ -169,7 +169,15 @@ class CallManager:
         if call.caller_ext:
             self._dec(call.caller_ext)
         if call.barged is not None and hasattr(self.media, "room_leave"):
-            self.media.room_leave(call.id, call.a.request.from_.tag)   # the others stay mixed
+            self.media.room_leave(call.id, call.a.request.from_.tag)
+            victim = call.barged
+            if victim.state == "answered" and not any(
+                    o.barged is victim and o is not call for o in self.calls.values()):
+                # the last operator left: the two parties go back to plain relaying (no mixing
+                # for the rest of their call)
+                self.media.room_leave(victim.id, victim.a.request.from_.tag)
+                if victim.winner is not None:
+                    self.media.room_leave(victim.id, victim.winner.tag)
         for other in list(self.calls.values()):
             if other.barged is call and other is not call:
                 other.hangup("the call it broke into ended")

@@ -358,9 +358,28 @@ class ServiceCallTests(SynchronousTestCase):
         op_call.ack(ok)
         op_call.request("BYE")
         op.take(200, self)
-        self.assertEqual(rooms.left, [(op_call.call_id, op_call.tag)])
+        # the operator leaves the room, then the two parties go back to relaying
+        self.assertEqual(rooms.left, [(op_call.call_id, op_call.tag), (out.call_id, out.tag),
+                                      (out.call_id, victim.winner.tag)])
         self.assertEqual(victim.state, "answered")
         self.assertFalse(self.a.has("BYE") or leg.phone.has("BYE"))
+
+    def test_two_operators(self):
+        """While a second operator is still in, the parties stay in the room."""
+        rooms = self.sw.calls.media = FakeRooms()
+        out, leg = self.answered_call()
+        self.sw.store.set_permission("1003", "break_in", True)
+        self.sw.directory.invalidate()
+        first, second = self.sw.phone("1000", 5070), self.sw.phone("1003", 5073)
+        calls = []
+        for op in (first, second):
+            c = op.invite("*75*1002")
+            c.ack(op.take(200, self))
+            calls.append(c)
+        calls[0].request("BYE")
+        self.assertEqual(rooms.left, [(calls[0].call_id, calls[0].tag)])
+        calls[1].request("BYE")
+        self.assertEqual(len(rooms.left), 4)
 
     def test_victim_ends_operator_released(self):
         self.sw.calls.media = FakeRooms()

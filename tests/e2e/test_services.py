@@ -410,8 +410,8 @@ class RtpParty(protocol.DatagramProtocol):
 
 class BreakInTests(ServiceTestCase):
     """The operator 1000 breaks into the answered call 1001 -> 1002 with the media gateway
-    child: each party's audio reaches the two others; after the operator hangs up, 1001 and
-    1002 still hear each other."""
+    child: each party's audio reaches the two others (a room of three in the gateway); after
+    the operator hangs up the room is gone and 1001 and 1002 still hear each other, relayed."""
     extensions = {"1000": ("break_in",), "1001": (), "1002": ()}
 
     def setUp(self):
@@ -453,6 +453,18 @@ class BreakInTests(ServiceTestCase):
             yield task.deferLater(reactor, 0.05, lambda: None)
         self.fail(f"the gateway has no streams for {call_id}: {reply}\nswitch:\n"
                   + self.switch.output[-6000:])
+
+    @defer.inlineCallbacks
+    def room_gone(self, ng, room: str):
+        """Retried (bounded) until the gateway no longer knows the mixing room."""
+        for _ in range(100):
+            try:
+                yield ng.room_query(room)
+            except Exception as e:
+                self.assertIn("Unknown room", str(e))
+                return
+            yield task.deferLater(reactor, 0.05, lambda: None)
+        self.fail(f"room {room} still exists")
 
     def trigger(self, sipp_port: int, call_id: str):
         """An INFO in the SIPp caller's dialog: the scenario answers it and hangs up."""
@@ -498,8 +510,12 @@ class BreakInTests(ServiceTestCase):
             yield defer.gatherResults([p.hears(speaker) for p in listeners])
             speaker.silent()
 
+        room = yield ng.room_query("barge-victim-1")
+        self.assertEqual(len(_text(room)["participants"]), 3, room)
+
         self.trigger(o_port, "operator-1")                         # the operator hangs up
         self._check("operator", (yield o_call))
+        yield self.room_gone(ng, "barge-victim-1")                 # back to plain relaying
         a.talk()
         yield b.hears(a)
         a.silent()
