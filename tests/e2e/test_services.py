@@ -540,3 +540,39 @@ def _text(value):
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
     return value
+
+
+class InboundBlacklistTests(ServiceTestCase):
+    """Calls from a carrier trunk (127.0.0.2) to a DID of 1001: the black list applies to
+    callers from outside too (the common use of the anonymous row)."""
+    extensions = {"1001": ()}
+    DID = "+8675512345678"
+
+    @defer.inlineCallbacks
+    def carrier_call(self, caller: str, privacy: str = "none") -> list[str]:
+        log = self._log()
+        result = yield sipp("svc_carrier_uac.xml", self.target, "-m", "1", "-s", self.DID,
+                            "-set", "from", caller, "-set", "privacy", privacy,
+                            "-set", "hold", "0", "-trace_logs", "-log_file", log,
+                            local_ip="127.0.0.2", local_port=free_port("127.0.0.2"),
+                            timeout=20, cwd=self.switch.dir)
+        self._check(f"carrier call from {caller}", result)
+        return self._lines(log, "final")
+
+    @defer.inlineCallbacks
+    def test_anonymous_and_prefix_from_a_carrier(self):
+        yield self.mssctl("trunk", "add", "ims", "--domain", "carrier.example",
+                          "--proxy", "127.0.0.2:5999", "--account", "0755000",
+                          "--auth-id", "0755000@carrier.example", "--password", "carrier-pw",
+                          "--no-register", "--allow", "127.0.0.2")
+        yield self.mssctl("did", "add", self.DID, "--extension", "1001")
+        yield self.change("blacklist", "add", "anonymous", "*", "100")
+        yield self.change("blacklist", "add", "+86900", "*", "100")
+        results = yield defer.gatherResults([
+            self.carrier_call("anonymous"), self.carrier_call("+8613800138000", privacy="id"),
+            self.carrier_call("+8690012345"), self.carrier_call("+8613800138000")])
+        self.assertEqual(results, [["403"], ["403"], ["403"], ["480"]])
+        rows = yield self.cdrs()
+        self.assertEqual(len(rows), 4, rows)
+        self.assertEqual({r["direction"] for r in rows}, {"inbound"})
+        self.assertEqual(sum("blacklist" in r["cause"] for r in rows), 3, rows)
