@@ -173,6 +173,16 @@ class BlacklistTests(ServiceTestCase):
         self.assertIn("blacklist", sorted(r["cause"] for r in rows)[0])
 
     @defer.inlineCallbacks
+    def test_whitelist_exempts(self):
+        """Everything is black-listed except what the white list exempts (1001 -> 12*)."""
+        yield self.change("blacklist", "add", "*", "*", "100")
+        yield self.change("whitelist", "add", "1001", "12", "--description", "lab")
+        results = yield defer.gatherResults([
+            self.dial("1001", "1234"), self.dial("1001", "1002"), self.dial("2001", "1234")])
+        self.assertEqual(results, [["480"], ["403"], ["403"]])
+        self.assertIn("lab", (yield self.mssctl("whitelist", "list")))
+
+    @defer.inlineCallbacks
     def test_prefix_rules(self):
         """Longest called prefix wins (*/12 refuses, */1234 at rate 0 is the exception);
         the caller prefix goes first (100/* refuses 1001 even though */1002 is longer on the
@@ -346,6 +356,8 @@ class BreakInRefusalTests(ServiceTestCase):
             self.dial("1000", "*75*1999"),          # no such extension
             self.dial("1000", "*75*1000")])         # oneself
         self.assertEqual(results, [["403"], ["403"], ["480"], ["404"], ["403"]])
+        listing = yield self.mssctl("permissions", "1000")
+        self.assertIn("break_in", listing)
         rows = yield self.cdrs()
         self.assertEqual(len(rows), 5, rows)
         self.assertTrue(all(r["answer"] == "" for r in rows), rows)
