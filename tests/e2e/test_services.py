@@ -326,6 +326,19 @@ class DndTests(ServiceTestCase):
         self.assertEqual((yield self.dial("1001", "1002")), ["480"])
 
 
+    @defer.inlineCallbacks
+    def test_settings(self):
+        """mssctl services set dnd reject_code/reject_reason: the running switch uses them."""
+        yield self.change("dnd", "1002", "on")
+        yield self.change("services", "set", "dnd", "reject_code", "480")
+        yield self.change("services", "set", "dnd", "reject_reason", "Quiet please")
+        self.assertEqual((yield self.dial("1001", "1002")), ["480"])
+        log = os.path.join(self.switch.dir, f"sipp-{self.runs}.log")
+        self.assertEqual(self._lines(log, "reason"), ["Quiet please"])
+        rows = yield self.cdrs()
+        self.assertIn("service dnd", rows[0]["cause"])
+
+
 class CallLevelTests(ServiceTestCase):
     extensions = {"1001": (), "2001": ()}
 
