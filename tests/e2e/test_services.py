@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import shutil
 import struct
 
 from twisted.internet import defer, protocol, reactor, task
@@ -20,7 +21,7 @@ from twisted.trial import unittest
 
 from mss.media.client import NgClient
 from mss.media.mixer import audioop
-from tests.e2e.harness import SIPP, Switch, free_port, sipp
+from tests.e2e.harness import ROOT, SIPP, Switch, free_port, sipp
 
 PASSWORD = "pw-{}-svc"
 
@@ -601,3 +602,39 @@ class InboundBlacklistTests(ServiceTestCase):
         self.assertEqual(len(rows), 4, rows)
         self.assertEqual({r["direction"] for r in rows}, {"inbound"})
         self.assertEqual(sum("blacklist" in r["cause"] for r in rows), 3, rows)
+
+
+class ReloadTests(ServiceTestCase):
+    """[services] path is a folder of our own: a service added while the switch runs is used
+    after ``mssctl services reload``; a broken edit keeps the running version."""
+    extensions = {"1001": (), "1002": ()}
+
+    def setUp(self):
+        self.lua = os.path.abspath(self.mktemp())
+        shutil.copytree(os.path.join(ROOT, "lua", "services"), self.lua)
+        self.settings = {"calls": {"no_answer_timeout": 3}, "services": {"path": self.lua}}
+        return super().setUp()
+
+    def write(self, name: str, text: str) -> None:
+        with open(os.path.join(self.lua, name), "w") as f:
+            f.write(text)
+
+    @defer.inlineCallbacks
+    def test_add_and_break_a_service(self):
+        self.assertEqual((yield self.dial("1001", "1002")), ["480"])
+        self.write("closed.lua", '''
+return {priority = 5, originating = function(call)
+  if call.callee == "1002" then return mss.reject(503, "Closed") end
+end}
+''')
+        out = yield self.mssctl("services", "reload")
+        self.assertIn("loaded: closed", out)
+        self.assertEqual((yield self.dial("1001", "1002")), ["503"])
+        self.write("closed.lua", "return {originating = ")          # a syntax error
+        out, err, code = yield self.switch.mssctl("services", "reload")
+        self.assertEqual(code, 1)
+        self.assertIn("failed: closed:", out.decode())
+        self.assertEqual((yield self.dial("1001", "1002")), ["503"])  # the old version runs
+        os.remove(os.path.join(self.lua, "closed.lua"))
+        self.assertIn("removed: closed", (yield self.mssctl("services", "reload")))
+        self.assertEqual((yield self.dial("1001", "1002")), ["480"])
