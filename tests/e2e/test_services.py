@@ -556,6 +556,36 @@ class BreakInTests(ServiceTestCase):
         self.assertEqual(sorted((r["caller"], r["callee"], r["disposition"]) for r in rows),
                          [("1000", "1002", "answered"), ("1001", "1002", "answered")], rows)
 
+    @defer.inlineCallbacks
+    def test_call_ends_under_the_operator(self):
+        """1001 hangs up while the operator is in: the switch ends the operator's call (BYE)
+        and the room is gone; a protected party (overstep) cannot be broken into even in a
+        call."""
+        ng = NgClient(reactor, self.switch.settings["media"]["control"])
+        ng.startService()
+        self.addCleanup(ng.stopService)
+        a, b, o = self.party("1001", 2000), self.party("1002", 6000), self.party("1000", 14000)
+        callee = yield self.device("1002", "svc_uas_media.xml", "-set", "rtp", str(b.port))
+        a_port, o_port = free_port(), free_port()
+        a_call = self.media_call("1001", "1002", a.port, a_port, "victim-")
+        yield self.gateway_ports(ng, "victim-1", [a, b])
+        yield self.change("extension", "permission", "1001", "overstep", "on")
+        self.assertEqual((yield self.dial("1000", "*75*1001")), ["403"])
+        o_call = self.media_call("1000", "*75*1002", o.port, o_port, "operator-")
+        yield self.gateway_ports(ng, "operator-1", [o])
+        o.talk()
+        yield defer.gatherResults([a.hears(o), b.hears(o)])
+        o.silent()
+        self.trigger(a_port, "victim-1")                           # 1001 hangs up
+        self._check("1001", (yield a_call))
+        self._check("operator", (yield o_call))                    # got BYE from the switch
+        yield callee()
+        yield self.room_gone(ng, "barge-victim-1")
+        rows = yield self.cdrs()
+        op = [r for r in rows if r["caller"] == "1000" and r["disposition"] == "answered"]
+        self.assertEqual(len(op), 1, rows)
+        self.assertIn("broke into ended", op[0]["cause"])
+
 
 def _text(value):
     """An ng reply with bytes keys and values made text (the gateway's bencode)."""
