@@ -12,7 +12,7 @@ from mss.call.services import ServiceHooks, diversion_header
 from mss.registrar.auth import AuthOutcome
 from mss.services.api import CONTINUE_DECISION, Decision
 from mss.services.engine import ServiceEngine
-from mss.sip.message import parse
+from mss.sip.message import make_response, parse
 from tests.call.fakes import REALM, FakeAuth, Switch, sdp
 
 
@@ -160,7 +160,7 @@ class ServiceCallTests(SynchronousTestCase):
         self.assertFalse(p.has("BYE"))
         self.sw.advance(2.1)
         bye = p.take("BYE", self)
-        p.send(__import__("mss.sip.message", fromlist=["make_response"]).make_response(bye, 200))
+        p.send(make_response(bye, 200))
         self.sw.assert_clean(self)
 
     def test_unclaimed_code_is_a_number(self):

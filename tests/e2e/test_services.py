@@ -1,12 +1,17 @@
 # -*- test-case-name: tests.e2e.test_services -*-
 """End-to-end tests of the Lua services (lua/services/*.lua) through the real switch
-(``twistd -n mss``) with SIPp phones: the black list (anonymous callers, refusal rate with a
-seeded generator, longest prefix and caller-first rules), call forwarding of every kind set by
-feature code from the phone (with the RFC 5806 Diversion header checked at the target), do not
-disturb, call levels and operator break-in with real RTP through the media gateway child.
+(``twistd -n mss``) with SIPp phones: the black and white lists (anonymous callers from
+extensions and carriers, refusal rate with a seeded generator, longest prefix and caller-first
+rules), call forwarding of every kind set by feature code from the phone (with the RFC 5806
+Diversion header checked at the target), do not disturb, service settings, call levels,
+reloading a services folder, and operator break-in with real RTP through the media gateway
+child (the test's own UDP sockets are the phones' media; the gateway's ports come from an ng
+``query``).
 
 Every SIPp run is bounded (``-timeout``) on its own free port; outcomes are read from SIPp's
 action log (``final <status>``, ``diversion <value>``) and from the CDRs (``mssctl cdr``).
+After each mssctl change ``services reload --via-store`` waits until the switch has polled the
+store, so no test depends on timing.
 """
 from __future__ import annotations
 
