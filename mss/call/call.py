@@ -373,6 +373,10 @@ class Call:
         for name in ("privacy",) if trunk is not None else ("privacy", "p-asserted-identity"):
             for value in a.headers.get_lines(name):
                 headers.append([name.title(), value])
+        if trunk is not None and "privacy" not in a.headers and is_anonymous(a.from_.uri.number):
+            # a phone hiding its number (anonymous From) calling out: the carrier gets the
+            # trunk's identity with Privacy: id (RFC 3325 section 9.3) so it withholds it
+            headers.append(["Privacy", "id"])
         from mss.sip.message import Headers
         from mss.sip.uri import parse_uri
         req = Request("INVITE", parse_uri(leg.target), Headers(headers))

@@ -14,6 +14,7 @@ from mss.services.api import CONTINUE_DECISION, Decision
 from mss.services.engine import ServiceEngine
 from mss.sip.message import make_response, parse
 from tests.call.fakes import REALM, FakeAuth, Switch, sdp
+from tests.trunk.test_calls import TrunkCallTestCase
 
 
 def _request(*headers, user="1001"):
@@ -390,3 +391,25 @@ class ServiceCallTests(SynchronousTestCase):
         out.request("BYE")
         self.a.take(200, self)
         self.assertTrue(op.has("BYE"))
+
+
+class HiddenNumberOutTests(TrunkCallTestCase):
+    """A phone hiding its number calls out through a trunk."""
+
+    def setUp(self):
+        super().setUp()
+        self.sw.auth = self.sw.calls.auth = AnyUserAuth(self.sw.directory)
+        self.hidden = self.sw.phone("anonymous", 5069, register=False)
+
+    def test_privacy_id_added(self):
+        self.hidden.invite("0755123")
+        invite = self.c1.incoming().invite
+        self.assertEqual(invite.headers.get_lines("privacy"), ["id"])
+
+    def test_phones_own_privacy_kept(self):
+        self.hidden.invite("0755123", headers=(("Privacy", "id;critical"),))
+        self.assertEqual(self.c1.incoming().invite.headers.get_lines("privacy"), ["id;critical"])
+
+    def test_number_shown(self):
+        self.a.invite("0755123")
+        self.assertEqual(self.c1.incoming().invite.headers.get_lines("privacy"), [])
