@@ -7,8 +7,12 @@ INVITE per target (forking: every registered device of the callee at once), each
 its own Call-ID, tags and CSeq. Between the legs it relays, per RFC 3261/3262:
 
 - provisional responses (180/183 with early-media SDP) to the caller, reliably (RSeq,
-  retransmitted until PRACK) when the caller required 100rel; reliable provisionals from a
-  callee are PRACKed in the early dialog they created (its tag, Contact and Record-Route);
+  retransmitted until PRACK, one at a time: later ones wait for the PRACK, RFC 3262 §3)
+  when the caller required 100rel (or only supports it and ``prefer_100rel`` is set); no
+  PRACK within 64*T1 fails the call with 504. Reliable provisionals from a callee are
+  PRACKed once each in the early dialog they created (its tag, Contact and Record-Route);
+  their retransmissions are neither PRACKed nor relayed again; any answer to our PRACK
+  (405, 501, none) leaves the call alone;
 - the first 2xx wins: that B leg is ACKed, the other legs are CANCELled with ``Reason:
   SIP;cause=200;text="Call completed elsewhere"``, a late 2xx is ACKed and BYEd; the 2xx is
   relayed to the caller (the transaction layer retransmits it until the ACK);
@@ -17,7 +21,12 @@ its own Call-ID, tags and CSeq. Between the legs it relays, per RFC 3261/3262:
   CANCEL from the caller -> CANCEL the B legs and 487;
 - in-dialog requests (BYE, re-INVITE and UPDATE for hold/resume, INFO, OPTIONS, ...) are
   relayed to the other leg and their responses back; an offer arriving while one is pending
-  on either leg gets 491 (glare).
+  on either leg gets 491 (glare). Only the winning device's dialog is relayed: a losing
+  device that BYEs its late-2xx dialog is answered and forgotten. A relayed request that
+  times out ends the call (408 back, BYE on both legs); so does a missing ACK for our 2xx.
+
+Once both INVITEs are answered and ACKed the call drops its INVITE transactions (and the
+INVITE it sent): an established call keeps only its dialogs.
 
 Every SDP passes through the media anchor (``IMediaAnchor``), which may rewrite it. The call
 ends exactly once (``end``): timers stop, media is freed, the CDR is written, and the manager
