@@ -21,7 +21,9 @@ _HOSTNAME = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?\.)*"
 _IPV4 = re.compile(r"^\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}$")
 _BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 # user = 1*( unreserved / escaped / user-unreserved ); unreserved includes mark -_.!~*'()
-_USER = re.compile(r"^(?:[A-Za-z0-9\-_.!~*'()&=+$,;?/]|%[0-9A-Fa-f]{2})+$")
+# and '#' too, unescaped: phones send feature
+# codes like *93# that way (RFC 3261 wants %23; being liberal costs nothing here)
+_USER = re.compile(r"^(?:[A-Za-z0-9\-_.!~*'()&=+$,;?/#]|%[0-9A-Fa-f]{2})+$")
 _PASSWORD = re.compile(r"^(?:[A-Za-z0-9\-_.!~*'()&=+$,]|%[0-9A-Fa-f]{2})*$")
 _PARAM = re.compile(r"^(?:[A-Za-z0-9\-_.!~*'()\[\]/:&+$]|%[0-9A-Fa-f]{2})+$")
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+\-.]*$")

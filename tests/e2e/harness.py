@@ -77,6 +77,14 @@ class _SwitchProtocol(protocol.ProcessProtocol):
         self.ended.callback(reason.value.exitCode)
 
 
+def _short_dir(testcase) -> str:
+    """A short private directory (removed at cleanup) for the switch's control socket."""
+    import tempfile
+    path = tempfile.mkdtemp(prefix="mss")
+    testcase.addCleanup(shutil.rmtree, path, True)
+    return path
+
+
 class Switch:
     """One running switch process."""
 
@@ -90,6 +98,8 @@ class Switch:
             "log": {"level": "info"},
             "store": {"path": "mss.sqlite", "poll_interval": 0.2},
             "media": {"mode": "off"},
+            # AF_UNIX paths are limited to 108 bytes: _trial_temp paths can be longer
+            "admin": {"control_socket": os.path.join(_short_dir(testcase), "mss.ctl")},
         }
         for section, values in (settings or {}).items():
             base.setdefault(section, {}).update(values)
