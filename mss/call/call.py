@@ -379,9 +379,16 @@ class Call:
             headers.append([name, f"{from_disp}<sip:{caller}@{from_host}>"])
         for name, value in self.extra_headers:
             headers.append([name, value])
-        for name in ("privacy",) if trunk is not None else ("privacy", "p-asserted-identity"):
+        # RFC 3325: an identity asserted by a phone is not trusted (it would let an extension
+        # show any number); only a carrier's (a call in from a trunk) is passed on. A call
+        # from an extension carries the identity its digest authentication proved.
+        trusted_pai = trunk is None and self.caller_ext is None
+        for name in ("privacy", "p-asserted-identity") if trusted_pai else ("privacy",):
             for value in a.headers.get_lines(name):
                 headers.append([name.title(), value])
+        if trunk is None and self.caller_ext is not None:
+            headers.append(["P-Asserted-Identity",
+                            f"{from_disp}<sip:{self.caller_ext}@{m.domain}>"])
         if trunk is not None and "privacy" not in a.headers and is_anonymous(a.from_.uri.number):
             # a phone hiding its number (anonymous From) calling out: the carrier gets the
             # trunk's identity with Privacy: id (RFC 3325 section 9.3) so it withholds it

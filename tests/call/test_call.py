@@ -723,3 +723,17 @@ class MoreSetupTests(CallTestCase):
         inc.respond(182)
         self.a.take(181)
         self.a.take(182)
+
+
+class IdentityTests(CallTestCase):
+    def test_phone_cannot_assert_another_identity(self):
+        """RFC 3325: a P-Asserted-Identity from a phone is replaced by the identity its
+        authentication proved."""
+        self.a.invite("1002", headers=(("P-Asserted-Identity", "<sip:911@mss.test>"),))
+        invite = self.b.take("INVITE")
+        self.assertEqual(invite.headers.get_lines("p-asserted-identity"), ["<sip:1001@mss.test>"])
+        self.assertEqual(invite.from_.uri.user, "1001")
+
+    def test_privacy_passed_on(self):
+        self.a.invite("1002", headers=(("Privacy", "id"),))
+        self.assertEqual(self.b.take("INVITE").headers.get("privacy"), "id")
