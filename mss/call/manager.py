@@ -186,7 +186,8 @@ class CallManager:
             self.store.add_cdr(cdr_of(call))          # durable before the call is dropped
         except Exception:
             self.log.failure("CDR for call {call_id} could not be written", call_id=call.id)
-        self.calls.pop(call.id, None)
+        if self.calls.get(call.id) is call:
+            del self.calls[call.id]
         for leg in [call.a, *call.b_legs]:
             entry = self._legs.get(leg.key)
             if entry is not None and entry[0] is call:
@@ -339,9 +340,9 @@ class CallManager:
         if not self.accepting:                    # shutting down: refuse quickly
             self._answer(tx, request, 503, extra=(("Retry-After", str(self.retry_after)),))
             return
-        existing = self.calls.get(request.call_id)
-        if existing is not None and existing.a.request.from_.tag == request.from_.tag:
-            # §8.2.2.2: the same request again by another path (a new branch): merged
+        if request.call_id in self.calls:
+            # §8.2.2.2: the same request again by another path (a new branch), or another
+            # INVITE reusing a live call's Call-ID (which would take that call's place): 482
             self._answer(tx, request, 482)
             return
         if self.setting_up >= self.max_setup:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from twisted.trial.unittest import SynchronousTestCase
 
 from mss.call.manager import CALL_WAITING_OFF
-from tests.call.fakes import SDP, InCall, Switch, sdp
+from tests.call.fakes import SDP, InCall, OutCall, Switch, sdp
 
 
 class ManagerTestCase(SynchronousTestCase):
@@ -78,6 +78,27 @@ class NewInviteTests(ManagerTestCase):
         self.a.take(482)
         self.assertFalse(self.b.has("INVITE"))
         self.assertEqual(len(self.sw.calls.calls), 1)
+
+
+class CallIdReuseTests(ManagerTestCase):
+    def test_other_invite_with_a_live_call_id(self):
+        """Another INVITE (other From tag) with the Call-ID of a live call cannot take its
+        place: 482, and the first call goes on and ends normally."""
+        first = self.a.invite("1002")
+        inc = self.b.incoming()
+        other = self.sw.phone("1003", 5063, register=False)
+        second = OutCall(other, "1002")
+        second.call_id = first.call_id
+        second.send_invite()
+        other.take(482)
+        inc.respond(200, sdp(5000))
+        ok = self.a.take(200)
+        self.b.take("ACK")
+        first.ack(ok)
+        first.request("BYE")
+        inc.respond(200, request=self.b.take("BYE"))
+        self.assertEqual([c.disposition for c in self.sw.cdrs()], ["answered"])
+        self.sw.assert_clean(self)
 
 
 class OverloadTests(ManagerTestCase):
