@@ -335,7 +335,6 @@ class Call:
     def _send_invites(self, targets, sdp: bytes) -> None:
         if self.state != "setup":
             return
-        now = self.m.now()
         for uri, dest, device in targets:
             leg = BLeg(self.m.new_call_id(), self.m.core.new_tag(), uri, dest,
                        self.m.core.contact_uri(dest, self.m.contact_user), device)
@@ -831,7 +830,6 @@ class Call:
 
     def in_dialog_request(self, leg, req: Request, tx) -> None:
         method = req.method
-        now = self.m.now()
         dialog = leg.dialog
         if method == "ACK":
             if leg is self.a:

@@ -16,7 +16,7 @@ import attrs
 from mss.sip.address import Address
 from mss.sip.headers import parse_name_addr
 from mss.sip.message import Headers, Request, Response
-from mss.sip.uri import URI, parse_uri
+from mss.sip.uri import URI
 
 
 @attrs.define(slots=True, eq=False)

@@ -7,7 +7,6 @@ from __future__ import annotations
 from twisted.trial.unittest import SynchronousTestCase
 
 from mss.call.call import COMPLETED_ELSEWHERE, _best_failure
-from mss.sip.address import Address
 from tests.call.fakes import SDP, Switch, sdp
 
 
