@@ -42,33 +42,38 @@ class CallTestCase(unittest.TestCase):
         return out.decode()
 
     @defer.inlineCallbacks
-    def register(self, number: str, port: int, device: str = "A"):
+    def register(self, number: str, port: int, device: str = "A", transport: str = "u1"):
         out, err, code = yield sipp("register.xml", self.target, "-m", "1", "-s", number,
                                     "-au", number, "-ap", PASSWORDS[number],
                                     "-set", "expires", "300", "-set", "device", device,
-                                    local_port=port, timeout=10, cwd=self.switch.dir)
+                                    local_port=port, timeout=10, cwd=self.switch.dir,
+                                    transport=transport)
         self.assertEqual(code, 0, (out + err).decode(errors="replace"))
 
-    def device(self, scenario: str, port: int, *args) -> defer.Deferred:
+    def device(self, scenario: str, port: int, *args, transport: str = "u1") -> defer.Deferred:
         """A callee device (SIPp UAS) for one call on ``port``: fires with (out, err, code)."""
         return sipp(scenario, self.target, "-m", "1", *args, local_port=port, timeout=20,
-                    cwd=self.switch.dir)
+                    cwd=self.switch.dir, transport=transport)
 
-    def caller(self, scenario: str, callee: str = "1002", *args) -> defer.Deferred:
+    def caller(self, scenario: str, callee: str = "1002", *args,
+               transport: str = "u1") -> defer.Deferred:
         return sipp(scenario, self.target, "-m", "1", "-s", callee, "-set", "caller", "1001",
                     "-au", "1001", "-ap", PASSWORDS["1001"], *args, timeout=20,
-                    cwd=self.switch.dir)
+                    cwd=self.switch.dir, transport=transport)
 
     @defer.inlineCallbacks
-    def call(self, caller_scenario: str, devices, *caller_args):
+    def call(self, caller_scenario: str, devices, *caller_args, caller_transport: str = "u1",
+             device_transport: str = "u1"):
         """Register 1002's devices ((scenario, args) each, on their own port), start them,
         run the caller, and check that every SIPp finished its scenario."""
         running = []
         for i, (scenario, args) in enumerate(devices):
             port = free_port()
-            yield self.register("1002", port, device="ABCD"[i])
-            running.append((scenario, self.device(scenario, port, *args)))
-        results = [(caller_scenario, (yield self.caller(caller_scenario, "1002", *caller_args)))]
+            yield self.register("1002", port, device="ABCD"[i], transport=device_transport)
+            running.append((scenario, self.device(scenario, port, *args,
+                                                  transport=device_transport)))
+        results = [(caller_scenario, (yield self.caller(caller_scenario, "1002", *caller_args,
+                                                         transport=caller_transport)))]
         for scenario, d in running:          # every SIPp has ended (bounded by -timeout)
             results.append((scenario, (yield d)))
         for scenario, (out, err, code) in results:
@@ -151,6 +156,24 @@ class CallTests(CallTestCase):
         caller's PRACK is answered 200 (all checked by uac_100rel.xml)."""
         yield self.call("uac_100rel.xml", [("uas_answer_later.xml", ("-set", "ring", "800"))],
                         "-set", "hold", "200")
+        cdr = yield self.cdr()
+        self.assertEqual(cdr["disposition"], "answered")
+
+    @defer.inlineCallbacks
+    def test_caller_over_tcp(self):
+        """The caller on TCP, the callee on UDP: responses and the BYE go back on the
+        caller's connection."""
+        yield self.call("uac_call.xml", [("uas_answer.xml", ())], "-set", "hold", "200",
+                        caller_transport="t1")
+        cdr = yield self.cdr()
+        self.assertEqual(cdr["disposition"], "answered")
+
+    @defer.inlineCallbacks
+    def test_callee_over_tcp(self):
+        """A device registered over TCP whose registration connection has closed: the switch
+        connects to its contact to ring it."""
+        yield self.call("uac_call.xml", [("uas_answer.xml", ())], "-set", "hold", "200",
+                        device_transport="t1")
         cdr = yield self.cdr()
         self.assertEqual(cdr["disposition"], "answered")
 
