@@ -7,6 +7,7 @@ A configuration error is a ``UsageError`` so twistd prints one line and exits: n
 # -*- test-case-name: tests.test_tap -*-
 from __future__ import annotations
 
+import gc
 import os
 import sys
 
@@ -203,6 +204,7 @@ class Switch(service.MultiService):
             os._exit(1)
         self.trunks.reload()            # after the shell: registrations need our ports
         self.shell.flush()
+        tune_gc()
 
     def stopService(self):
         """Graceful: refuse new calls, let calls end (grace period), BYE the rest, then stop
@@ -217,6 +219,19 @@ class Switch(service.MultiService):
             self.store.close()
             return result
         return d.addBoth(stop_parts).addBoth(close)
+
+
+def tune_gc() -> None:
+    """Keep full garbage collections off the signalling path.
+
+    Everything built at start-up (code, config, caches) is moved out of the collector's
+    view (``gc.freeze``), and the young-generation threshold is raised: with defaults a call
+    burst triggers gen-2 passes of 100-400 ms that free nothing yet delay 180/200 past T1
+    (retransmissions, dropped calls). Reference counting still frees almost everything.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
 
 
 def write_media_config(path: str, media) -> None:
