@@ -22,8 +22,11 @@ def ci_test_command() -> str:
     for i, line in enumerate(lines):
         if MARKER in line and line.lstrip().startswith("#"):
             for following in lines[i + 1:]:
-                if following.strip():
-                    return following.strip()
+                line = following.strip()
+                if line:
+                    if line.startswith("(") and ")" in line:    # (command) 2>&1 | tee log
+                        line = line[1:line.rindex(")")]
+                    return line
     raise AssertionError(f"{CI}: no command after the comment {MARKER!r}")
 
 
