@@ -19,6 +19,7 @@ from twisted.logger import (FilteringLogObserver, LogLevel, LogLevelFilterPredic
 from twisted.python import usage
 
 from mss import config as mss_config
+from mss import logs
 from mss.admin.operations import OperationsService
 from mss.call.manager import CallManager
 from mss.call.media import GatewayMedia, PassThroughMedia
@@ -57,6 +58,7 @@ _LEVELS = {"debug": LogLevel.debug, "info": LogLevel.info, "warn": LogLevel.warn
 def setup_logging(settings) -> None:
     """Apply ``[log] level`` to twistd's observers and add the JSON-lines file if asked."""
     predicate = LogLevelFilterPredicate(defaultLogLevel=_LEVELS[settings["log"]["level"]])
+    logs.set_level(settings["log"]["level"])
     observers = getattr(globalLogPublisher, "_observers", None)
     if observers is not None:
         for i, observer in enumerate(list(observers)):

@@ -15,6 +15,7 @@ from email.utils import formatdate
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from mss import logs
 from mss.registrar.abuse import is_scanner
 from mss.sip.core import ITransactionUser
 from mss.sip.message import make_response
@@ -149,8 +150,9 @@ class Registrar:
                               registered_at=now, q=qv, user_agent=agent[:200], instance=instance)
             self.bindings.put(binding, connection=source.connection if source.reliable else None,
                               multi_device=multi)
-            self.log.info("{aor} registered {contact} from {peer} for {expires}s", aor=aor,
-                          contact=binding.contact, peer=str(source), expires=expires)
+            if logs.enabled("info"):
+                self.log.info("{aor} registered {contact} from {peer} for {expires}s", aor=aor,
+                              contact=binding.contact, peer=str(source), expires=expires)
 
     def _check_order(self, aor: str, request, key: str | None) -> None:
         """Same Call-ID needs a higher CSeq than the stored binding (§10.3 step 7)."""

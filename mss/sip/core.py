@@ -24,7 +24,7 @@ from zope.interface import Attribute, Interface, implementer
 from mss.sip import transaction as T
 from mss.sip.address import Address
 from mss.sip.errors import SIPParseError
-from mss.sip.headers import canonical
+from mss.sip.headers import Via, canonical
 from mss.sip.message import Message, Request, Response, check_request, make_response, parse
 from mss.sip.timers import TimerHeap
 
@@ -238,24 +238,28 @@ class SipCore:
 
     def _stamp_via(self, msg: Request, source: Address) -> None:
         """RFC 3261 §18.2.1 received, RFC 3581 rport: remember where it really came from."""
-        via = msg.top_via
-        changes = {}
-        if via.host.strip("[]") != source.host:
-            changes["received"] = source.host
-        if via.param("rport") == "":
-            changes["rport"] = str(source.port)
-            changes.setdefault("received", source.host)
-        if changes:
-            new = via.with_params(**changes)
-            lines = msg.headers._items
-            for item in lines:
-                if canonical(item[0]) == "via":
-                    values = item[1]
-                    # replace only the first value of the first Via line
-                    first, sep, rest = _split_first_value(values)
-                    item[1] = str(new) + (", " + rest if sep else "")
-                    break
-            msg.invalidate()
+        vias = msg.vias
+        via = vias[0]
+        host = source.host
+        rport = via.param("rport") == ""
+        if not rport and via.host.strip("[]") == host:
+            return
+        params = [(k, v) for k, v in via.params if k not in ("received", "rport")
+                  or (k == "rport" and not rport)]
+        if rport:
+            params.insert(next((i for i, (k, _) in enumerate(via.params) if k == "rport"),
+                               len(params)), ("rport", str(source.port)))
+        params.append(("received", host))
+        new = Via(via.transport, via.host, via.port, tuple(params))
+        headers = msg.headers
+        for item in headers._items:
+            if canonical(item[0]) == "via":
+                # replace only the first value of the first Via line
+                first, sep, rest = _split_first_value(item[1])
+                item[1] = str(new) + (", " + rest if sep else "")
+                break
+        headers._raw = None                  # the received header block is stale now
+        vias[0] = new
 
     def _check(self, req: Request):
         """UAS checks before the transaction layer: (status, reason, extra headers) or None."""

@@ -20,6 +20,7 @@ _HOSTNAME = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?\.)*"
                        r"[A-Za-z](?:[A-Za-z0-9-]*[A-Za-z0-9])?\.?$")
 _IPV4 = re.compile(r"^\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}$")
 _BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+_BAD_URI_CHARS = re.compile('[ \t\r\n<>"]')
 # user = 1*( unreserved / escaped / user-unreserved ); unreserved includes mark -_.!~*'()
 # and '#' too, unescaped: phones send feature
 # codes like *93# that way (RFC 3261 wants %23; being liberal costs nothing here)
@@ -183,7 +184,7 @@ def _parse_uri(text: str) -> URI:
     if not sep or not _SCHEME.match(scheme):
         raise SIPParseError(f"bad URI {text!r}")
     lower = scheme.lower()
-    if any(c in text for c in " \t\r\n<>\""):
+    if _BAD_URI_CHARS.search(text):
         raise SIPParseError(f"bad character in URI {text!r}")
     if lower == "tel":
         number, _, params = rest.partition(";")
