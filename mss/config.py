@@ -211,6 +211,33 @@ class Config(dict):
     path: str = ""
 
 
+def check_section(path: str, section: str, given: dict, keys: dict[str, Key],
+                  errors: list[ConfigError], base: str = "") -> dict:
+    """Validate one section's values against ``keys``; problems are appended to ``errors``."""
+    out = {}
+    for name in given:
+        if name not in keys:
+            errors.append(ConfigError(path, f"{section}.{name}", "unknown key"))
+    for name, key in keys.items():
+        value = given.get(name, key.default)
+        full = f"{section}.{name}"
+        types = key.type if isinstance(key.type, tuple) else (key.type,)
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+            want = " or ".join(t.__name__ for t in types)
+            errors.append(ConfigError(path, full, f"expected {want}, got {type(value).__name__} {value!r}"))
+            continue
+        if key.check is not None:
+            try:
+                value = key.check(value)
+            except ValueError as e:
+                errors.append(ConfigError(path, full, str(e)))
+                continue
+        if key.path and value and not os.path.isabs(value):
+            value = os.path.join(base, value)
+        out[name] = value
+    return out
+
+
 def _check(path: str, raw: dict, errors: list[ConfigError]) -> Config:
     base = os.path.dirname(os.path.abspath(path))
     config = Config()
@@ -224,27 +251,7 @@ def _check(path: str, raw: dict, errors: list[ConfigError]) -> Config:
         given = raw.get(section, {})
         if not isinstance(given, dict):
             given = {}
-        out = {}
-        for name in given:
-            if name not in keys:
-                errors.append(ConfigError(path, f"{section}.{name}", "unknown key"))
-        for name, key in keys.items():
-            value = given.get(name, key.default)
-            full = f"{section}.{name}"
-            types = key.type if isinstance(key.type, tuple) else (key.type,)
-            if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
-                want = " or ".join(t.__name__ for t in types)
-                errors.append(ConfigError(path, full, f"expected {want}, got {type(value).__name__} {value!r}"))
-                continue
-            if key.check is not None:
-                try:
-                    value = key.check(value)
-                except ValueError as e:
-                    errors.append(ConfigError(path, full, str(e)))
-                    continue
-            if key.path and value and not os.path.isabs(value):
-                value = os.path.join(base, value)
-            out[name] = value
+        out = check_section(path, section, given, keys, errors, base)
         config[section] = out
     if not errors:
         if not config["auth"]["realm"]:

@@ -14,45 +14,22 @@ from __future__ import annotations
 from mss import config as mssconfig
 from mss.config import ConfigError, Key
 
-SCHEMA: dict[str, dict[str, Key]] = {
-    "media": {
-        **mssconfig.SCHEMA["media"],
-        "bind": Key(str, "", lambda v: mssconfig._address(v) if v else v),
-    },
-}
+SCHEMA: dict[str, dict[str, Key]] = {"media": mssconfig.SCHEMA["media"]}
 
 
 def _check(path: str, raw: dict) -> dict:
     for section, value in raw.items():
-        if section not in SCHEMA and section not in mssconfig.SCHEMA:
+        if section not in mssconfig.SCHEMA:
             raise ConfigError(path, section, f"unknown section [{section}]")
         if not isinstance(value, dict):
             raise ConfigError(path, section, "must be a table ([section])")
-    out: dict = {}
-    for section, keys in SCHEMA.items():
-        given = raw.get(section, {})
-        for name in given:
-            if name not in keys:
-                raise ConfigError(path, f"{section}.{name}", "unknown key")
-        values = {}
-        for name, key in keys.items():
-            value = given.get(name, key.default)
-            full = f"{section}.{name}"
-            types = key.type if isinstance(key.type, tuple) else (key.type,)
-            if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
-                want = " or ".join(t.__name__ for t in types)
-                raise ConfigError(path, full, f"expected {want}, got {type(value).__name__} {value!r}")
-            if key.check is not None:
-                try:
-                    value = key.check(value)
-                except ValueError as e:
-                    raise ConfigError(path, full, str(e))
-            values[name] = value
-        out[section] = values
-    media = out["media"]
+    errors: list[ConfigError] = []
+    media = mssconfig.check_section(path, "media", raw.get("media", {}), SCHEMA["media"], errors)
+    if errors:
+        raise errors[0]
     if not media["bind"]:
         media["bind"] = media["public_address"]
-    return out
+    return {"media": media}
 
 
 def load(path: str) -> dict:
