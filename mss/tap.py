@@ -147,9 +147,8 @@ class Switch(service.MultiService):
         from mss.media.client import NgClient
         if media["mode"] == "child":
             from mss.media.child import MediaChildService
-            path = os.path.join(os.path.dirname(self.settings["store"]["path"]), "mss-media.toml")
-            write_media_config(path, media)
-            self.media_child = MediaChildService(reactor, path)
+            # the gateway reads the [media] section of our own file and ignores the rest
+            self.media_child = MediaChildService(reactor, self.settings.path)
             self.media_child.setServiceParent(self)
         self.media = NgClient(reactor, media["control"], on_notify=self._media_notify)
         self.media.setServiceParent(self)
@@ -234,17 +233,6 @@ def tune_gc() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)
-
-
-def write_media_config(path: str, media) -> None:
-    """The gateway child's own config file, from the switch's [media] section."""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    workers = media["workers"]
-    with open(path, "w") as f:
-        f.write("# written by mss at start-up from [media] in mss.toml; edits are lost\n[media]\n")
-        f.write(f'control = "{media["control"]}"\nrtp_ports = "{media["rtp_ports"]}"\n')
-        f.write(f'public_address = "{media["public_address"]}"\nbind = "{media["bind"]}"\n')
-        f.write(f'media_timeout = {media["media_timeout"]}\nworkers = {workers}\n')
 
 
 def makeService(options, reactor=None):
