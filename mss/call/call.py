@@ -257,14 +257,7 @@ class Call:
     def _trunk_auth(self, leg: BLeg, resp: Response) -> bool:
         """Answer a carrier's 401/407 once per challenge with the trunk's auth ID."""
         from mss.sip import digest
-        header = "www-authenticate" if resp.status == 401 else "proxy-authenticate"
-        challenges = []
-        for value in resp.headers.get_lines(header):
-            try:
-                challenges.extend(digest.parse_challenges(value))
-            except digest.DigestError:
-                continue
-        challenge = digest.choose_challenge(challenges)
+        challenge = digest.challenge_in(resp)
         if challenge is None or leg.auth_tries >= 2 or (leg.auth_tries and not challenge.stale):
             return False
         leg.auth_tries += 1
@@ -297,14 +290,7 @@ class Call:
         trunk = getattr(leg, "trunk", None)
         if trunk is None or req is None or req.method in ("ACK", "CANCEL"):
             return False
-        header = "www-authenticate" if resp.status == 401 else "proxy-authenticate"
-        challenges = []
-        for value in resp.headers.get_lines(header):
-            try:
-                challenges.extend(digest.parse_challenges(value))
-            except digest.DigestError:
-                continue
-        challenge = digest.choose_challenge(challenges)
+        challenge = digest.challenge_in(resp)
         answered = "authorization" in req.headers or "proxy-authorization" in req.headers
         if challenge is None or (answered and not challenge.stale):
             return False

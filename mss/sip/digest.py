@@ -36,7 +36,7 @@ __all__ = [
     "DigestError", "DigestParseError", "Credentials", "Challenge",
     "ALGORITHMS", "canonical_algorithm", "ha1", "session_ha1", "response",
     "NonceFactory", "NonceCounter", "challenge", "parse_credentials", "parse_challenge",
-    "parse_challenges", "verify", "authorization", "choose_challenge",
+    "parse_challenges", "verify", "authorization", "choose_challenge", "challenge_in",
 ]
 
 
@@ -570,6 +570,19 @@ def choose_challenge(challenges: Iterable[Challenge]) -> Challenge | None:
         if r < rank:
             best, rank = c, r
     return best
+
+
+def challenge_in(response) -> Challenge | None:
+    """The challenge to answer in a 401 (WWW-Authenticate) or 407 (Proxy-Authenticate):
+    the strongest usable Digest one; malformed header values are skipped."""
+    header = "www-authenticate" if response.status == 401 else "proxy-authenticate"
+    challenges: list[Challenge] = []
+    for value in response.headers.get_lines(header):
+        try:
+            challenges.extend(parse_challenges(value))
+        except DigestError:
+            continue
+    return choose_challenge(challenges)
 
 
 def authorization(challenge: Challenge, username: str, password: str, method: str, uri: str,

@@ -11,7 +11,6 @@ from __future__ import annotations
 import socket
 
 from twisted.application import service
-from twisted.internet import endpoints
 from twisted.logger import Logger
 
 from mss.sip.address import Address

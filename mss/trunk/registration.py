@@ -139,7 +139,7 @@ class TrunkRegistration:
                               trunk=self.trunk.name, expires=self.expires)
                 self._send(None)
             else:
-                self._failed("failed", f"423 without a usable Min-Expires")
+                self._failed("failed", "423 without a usable Min-Expires")
         elif status == 403:
             self.state = "rejected"
             self.log.warn(
@@ -161,14 +161,7 @@ class TrunkRegistration:
 
     # -- outcomes ------------------------------------------------------------------------------
     def _challenged(self, response, status: int) -> None:
-        header = "WWW-Authenticate" if status == 401 else "Proxy-Authenticate"
-        challenges = []
-        for value in response.headers.get_lines(header.lower()):
-            try:
-                challenges.extend(digest.parse_challenges(value))
-            except digest.DigestError:
-                continue
-        challenge = digest.choose_challenge(challenges)
+        challenge = digest.challenge_in(response)
         if challenge is None:
             self._failed("failed", f"{status} with no usable digest challenge")
             return
