@@ -10,8 +10,9 @@ points at the gateway (its public address here is 127.0.0.2, the phones are on 1
 a rewritten ``c=`` is visible), that hold and resume keep the same gateway ports, and that
 every packet arrives byte for byte from the port the phone sends to. A silent call is ended
 by the media timeout. A feature code answered by a service (``*78``) gets the gateway's SDP
-and the confirm tone's frames (one and two gateway workers). Each test has its own control
-port and its own RTP port range.
+and the confirm tone's frames (one and two gateway workers). A call through a real rtpengine
+(``[media] mode = "remote"``) proves the switch drives it in place of the built-in gateway.
+Each test has its own control port and its own RTP port range.
 """
 from __future__ import annotations
 
@@ -388,3 +389,70 @@ class ToneWorkersTests(ToneMixin, MediaTestCase):
     def test_feature_code_plays_confirm_tone(self):
         a, port = yield self.feature_call("PCMU")
         self.assertTone(a, port, 0)
+
+
+class RtpengineCallTests(MediaTestCase):
+    """``[media] mode = "remote"`` pointed at a real rtpengine (Debian ``rtpengine-daemon``,
+    user-space forwarding) in place of the built-in gateway: a SIPp call whose RTP crosses
+    rtpengine both ways, byte for byte. Skipped when rtpengine is not installed."""
+
+    ENGINE = "127.0.0.3"          # rtpengine's media interface: visible in the rewritten SDP
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        from tests.media.test_rtpengine import RTPENGINE, _Output
+        from mss.media.client import MediaTimeout, NgClient
+        if RTPENGINE is None:
+            raise unittest.SkipTest("rtpengine is not installed (Debian package rtpengine-daemon)")
+        ng_port = free_port()
+        self.ports = rtp_range()
+        self.output = _Output()
+        argv = [RTPENGINE, "--config-file=none", "--foreground", "--log-stderr", "--table=-1",
+                f"--interface={self.ENGINE}", f"--listen-ng=127.0.0.1:{ng_port}",
+                "--port-min=%d" % self.ports[0], "--port-max=%d" % self.ports[1],
+                "--log-level=5", f"--pidfile={os.path.abspath(self.mktemp())}"]
+        self.process = reactor.spawnProcess(self.output, RTPENGINE, argv, env=os.environ)
+        self.addCleanup(self._stop_engine)
+        # rtpengine is ready when it answers ping (bounded)
+        client = NgClient(reactor, ("127.0.0.1", ng_port), timeout=0.5, first_retransmit=0.1)
+        client.startService()
+        deadline = reactor.seconds() + 10
+        while True:
+            try:
+                yield client.ping()
+                break
+            except MediaTimeout:
+                if reactor.seconds() > deadline or self.output.ended.called:
+                    self.fail("rtpengine did not start: %r" % b"".join(self.output.lines)[-2000:])
+                yield task.deferLater(reactor, 0.1, lambda: None)
+        yield client.stopService()
+        self.media = {"mode": "remote", "control": f"127.0.0.1:{ng_port}"}
+        yield super().setUp()
+
+    def _stop_engine(self):
+        if self.output.ended.called:
+            return None
+        self.process.signalProcess("TERM")        # by PID: the process we started
+        return self.output.ended
+
+    @defer.inlineCallbacks
+    def test_call_through_rtpengine(self):
+        """Both SIPps see rtpengine in the SDP, RTP crosses both ways unchanged, and hold and
+        resume (re-INVITEs offered and answered through rtpengine) keep its ports."""
+        a, b, notes = yield self.talk_with_hold()
+        low, high = self.ports
+        c_a, port_a, _ = notes[("uac", "answer")]
+        c_b, port_b, _ = notes[("uas", "invite")]
+        self.assertEqual((c_a, c_b), (self.ENGINE, self.ENGINE))
+        self.assertTrue(low <= port_a <= high and low <= port_b <= high, (port_a, port_b))
+        self.assertNotEqual(port_a, port_b)
+        for who, port in (("uas", port_b), ("uac", port_a)):
+            for event in ("hold", "resume"):
+                self.assertEqual(notes[(who, event)][:2], (self.ENGINE, port), (who, event))
+        to_b = self.assertIntact(b, a, (self.ENGINE, port_b))
+        to_a = self.assertIntact(a, b, (self.ENGINE, port_a))
+        for counts in (to_b, to_a):
+            self.assertGreaterEqual(counts.get("talk", 0), 20, counts)
+            self.assertGreaterEqual(counts.get("resumed", 0), 20, counts)
+        cdr = yield self.cdr()
+        self.assertEqual(cdr["disposition"], "answered")
