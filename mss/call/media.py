@@ -15,6 +15,7 @@ the built-in gateway and rtpengine answer over UDP. ``PassThroughMedia`` is ``[m
 from __future__ import annotations
 
 from twisted.internet import defer
+from twisted.logger import Logger
 from zope.interface import Interface, implementer
 
 
@@ -31,9 +32,24 @@ class IMediaAnchor(Interface):
 
 @implementer(IMediaAnchor)
 class GatewayMedia:
-    def __init__(self, client, flush=lambda: None):
+    """``IMediaAnchor`` over an ng client. ``ice="remove"`` strips ICE attributes (plain SIP
+    phones), ``replace=("origin",)`` rewrites the o= line, and the leg label goes to the
+    gateway as ``label`` (rtpengine shows it in ``query``)."""
+
+    log = Logger()
+
+    def __init__(self, client, flush=lambda: None, *, ice: str | None = "remove",
+                 replace=("origin",)):
         self.client = client
         self.flush = flush
+        self.extra: dict = {}
+        if ice:
+            self.extra["ICE"] = ice
+        if replace:
+            self.extra["replace"] = list(replace)
+
+    def _options(self, leg_label: str) -> dict:
+        return dict(self.extra, label=leg_label) if leg_label else self.extra
 
     def _sdp(self, d, required: bool = True):
         """The SDP of the gateway's reply (None for a reply without SDP when not
@@ -56,14 +72,22 @@ class GatewayMedia:
         return out
 
     def offer(self, call_id, from_tag, sdp, leg_label="", to_tag=None):
-        return self._sdp(self.client.offer(call_id, from_tag, sdp, to_tag=to_tag))
+        return self._sdp(self.client.offer(call_id, from_tag, sdp, to_tag=to_tag,
+                                           **self._options(leg_label)))
 
     def answer(self, call_id, from_tag, to_tag, sdp, leg_label=""):
-        return self._sdp(self.client.answer(call_id, from_tag, to_tag, sdp))
+        return self._sdp(self.client.answer(call_id, from_tag, to_tag, sdp,
+                                            **self._options(leg_label)))
 
     def delete(self, call_id):
-        d = self.client.delete(call_id)
-        d.addErrback(lambda f: None)          # already gone (timeout, restart): nothing to free
+        """Fire and forget: an unknown call is no error (media may never have been set up)."""
+        from mss.media.client import MediaError
+
+        def failed(failure):
+            if not failure.check(MediaError):
+                self.log.warn("media delete for {call_id} failed: {error}", call_id=call_id,
+                              error=failure.getErrorMessage())
+        self.client.delete(call_id).addErrback(failed)
         return None
 
     def room_join(self, room, call_id, from_tag, sdp=None):

@@ -9,7 +9,7 @@ Modules, by role:
   frames and their player; ``ports``: RTP/RTCP port pairs;
 - ``server``: the Twisted shell (RTP sockets on one epoll, the control port);
   ``workers``: the front process routing to one worker process per core;
-- ``client``: call control's side (``IMediaGateway``, ``NgClient``, ``PassThroughMedia``);
+- ``client``: call control's side (``IMediaGateway``, ``NgClient``);
   ``child``: run the gateway as a child process of the switch;
 - ``config``, ``tap``: ``twistd -n mss-media --config etc/mss-media.toml``.
 

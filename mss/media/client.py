@@ -6,9 +6,9 @@
   arrives or ``timeout`` passes (``MediaTimeout``). An ``error`` reply fails the Deferred with
   ``MediaError(reason)``. Notifications the gateway sends (``media-timeout``) are acknowledged
   and handed to ``on_notify(message)``.
-- ``PassThroughMedia`` is ``[media] mode = "off"``: SDP passes unchanged, no mixing.
-- ``MediaAnchor`` adapts any ``IMediaGateway`` to the call core's ``IMediaAnchor`` seam
-  (``mss.call.media``: SDP in, SDP out, fire-and-forget delete).
+- The call core reaches it through ``mss.call.media.GatewayMedia`` (its ``IMediaAnchor``
+  seam: SDP in, SDP out, fire-and-forget delete); ``[media] mode = "off"`` is
+  ``mss.call.media.PassThroughMedia``.
 
 All methods return Deferreds firing with the reply dictionary (``str`` values; ``sdp`` as bytes).
 """
@@ -243,67 +243,3 @@ class NgClient(_CommandsMixin, service.Service):
                 except Exception:
                     self.log.failure("media notification handler failed")
         # else: a late reply to a request we gave up on or already answered
-
-
-@implementer(IMediaGateway)
-class PassThroughMedia(_CommandsMixin):
-    """``[media] mode = "off"``: no anchoring, SDP returned unchanged, no rooms."""
-
-    def command(self, message: dict) -> defer.Deferred:
-        command = message.get("command")
-        if command == "ping":
-            return defer.succeed({"result": "pong"})
-        if command in ("offer", "answer"):
-            return defer.succeed({"result": "ok", "sdp": message["sdp"]})
-        if command == "delete":
-            return defer.succeed({"result": "ok"})
-        if command == "query":
-            return defer.succeed({"result": "ok", "tags": {}, "timed out": 0})
-        return defer.fail(MediaError("media anchoring is off: no mixing rooms"))
-
-
-class MediaAnchor:
-    """The call core's ``IMediaAnchor`` (mss.call.media) on top of an ``IMediaGateway``.
-
-    ``offer``/``answer`` fire with the rewritten SDP (bytes) or fail with MediaError /
-    MediaTimeout; ``delete`` is fire-and-forget (an unknown call is not an error: media may
-    never have been set up). ``ice="remove"`` strips ICE attributes (plain SIP phones);
-    the leg label goes to the gateway as ``label`` (rtpengine shows it in ``query``).
-    """
-    log = Logger()
-
-    def __init__(self, gateway, *, ice: str | None = "remove", flags=(), replace=("origin",)):
-        self.gateway = gateway
-        self.extra: dict = {}
-        if ice:
-            self.extra["ICE"] = ice
-        if replace:
-            self.extra["replace"] = list(replace)
-        self.flags = tuple(flags)
-
-    def offer(self, call_id, from_tag, sdp, leg_label=""):
-        extra = dict(self.extra, label=leg_label) if leg_label else self.extra
-        return self.gateway.offer(call_id, from_tag, sdp, flags=self.flags,
-                                  **extra).addCallback(lambda r: r["sdp"])
-
-    def answer(self, call_id, from_tag, to_tag, sdp, leg_label=""):
-        extra = dict(self.extra, label=leg_label) if leg_label else self.extra
-        return self.gateway.answer(call_id, from_tag, to_tag, sdp, flags=self.flags,
-                                   **extra).addCallback(lambda r: r["sdp"])
-
-    def delete(self, call_id):
-        def failed(failure):
-            if failure.check(MediaError):
-                return None
-            self.log.warn("media delete for {call_id} failed: {error}", call_id=call_id,
-                          error=failure.getErrorMessage())
-        self.gateway.delete(call_id).addErrback(failed)
-        return None
-
-
-try:                                    # declare the call core's seam when it is there
-    from mss.call.media import IMediaAnchor as _IMediaAnchor
-except ImportError:                     # pragma: no cover
-    pass
-else:
-    implementer(_IMediaAnchor)(MediaAnchor)
