@@ -179,6 +179,7 @@ class Call:
         self.b_sdp = b""
         self.extra_headers: list[tuple[str, str]] = []   # added to every B-leg INVITE
         self.diversions: list[str] = []            # numbers the call was forwarded from
+        self.awaiting_ack = None                   # (leg, 2xx) of an offerless re-INVITE
         self.barged = None                         # the call this one broke into
 
     # -- setup ---------------------------------------------------------------------------------
@@ -928,9 +929,7 @@ class Call:
             if req.body:
                 self._ack_reinvite(to_leg, resp, b"")
             else:
-                to_leg_ack_wait = resp
-                from_leg_state = ("await-ack", to_leg, to_leg_ack_wait)
-                self._awaiting_ack = from_leg_state
+                self.awaiting_ack = (to_leg, resp)
         if resp.body and 200 <= resp.status < 300 and req.method in ("INVITE", "UPDATE") and req.body:
             d = self.m.media.answer(self.id, self._media_tag(from_leg), self._media_tag(to_leg),
                                     resp.body, to_leg.label)
@@ -972,11 +971,11 @@ class Call:
 
     def _relay_ack(self, leg, ack: Request) -> None:
         """An ACK for a relayed re-INVITE 2xx: carry its answer to the far side if it waited."""
-        waiting = getattr(self, "_awaiting_ack", None)
+        waiting = self.awaiting_ack
         if waiting is None:
             return
-        self._awaiting_ack = None
-        _, to_leg, resp = waiting
+        self.awaiting_ack = None
+        to_leg, resp = waiting
         if ack.body:
             d = self.m.media.answer(self.id, self._media_tag(to_leg), self._media_tag(leg),
                                     ack.body, leg.label)
