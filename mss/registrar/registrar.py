@@ -54,6 +54,8 @@ class Registrar:
         self.scanner_agents = tuple(scanner_agents)
         self.domain = domain
         self.counters = {"registered": 0, "challenged": 0, "forbidden": 0, "dropped": 0}
+        self._date_second = -1
+        self._date_text = ""
 
     # -- ITransactionUser ------------------------------------------------------------------------
     def request_received(self, request, source, transaction):
@@ -85,8 +87,16 @@ class Registrar:
         self.counters["registered"] += 1
         headers = [("Contact", f"<{b.contact}>;expires={max(0, int(b.expires_at - now))}")
                    for b in self.bindings.get(ext.number)]
-        headers.append(("Date", formatdate(time.time(), usegmt=True)))
+        headers.append(("Date", self._date()))
         self._answer(transaction, request, 200, None, headers, now)
+
+    def _date(self) -> str:
+        """The Date header value (RFC 3261 §20.17), formatted once per second."""
+        second = int(time.time())
+        if second != self._date_second:
+            self._date_second = second
+            self._date_text = formatdate(second, usegmt=True)
+        return self._date_text
 
     def response_received(self, response, source, transaction):
         pass

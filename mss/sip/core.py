@@ -233,8 +233,16 @@ class SipCore:
         self._out.append((data, dest))
 
     def _stamp_response(self, response: Response) -> None:
-        if "server" not in response.headers and "user-agent" not in response.headers:
-            response.headers.add("Server", self.user_agent)
+        headers = response.headers
+        if headers._index is None:
+            # a response built by make_response has no index yet: a scan of its few lines is
+            # cheaper than building one (and keeps the retained response smaller)
+            for item in headers._items:
+                if canonical(item[0]) in ("server", "user-agent"):
+                    return
+        elif "server" in headers or "user-agent" in headers:
+            return
+        headers.add("Server", self.user_agent)
 
     def _stamp_via(self, msg: Request, source: Address) -> None:
         """RFC 3261 §18.2.1 received, RFC 3581 rport: remember where it really came from."""

@@ -206,6 +206,16 @@ class ServerTransaction(_Transaction):
         return self.peer
 
 
+def _release_caches(request: Request) -> None:
+    """Drop the parsed values and header index a request keeps (rebuilt on demand).
+
+    A completed non-INVITE server transaction waits 64*T1 for retransmissions, which it
+    matches by key alone; what parse cached for the request is some thirty objects per
+    transaction that the garbage collector would otherwise walk again and again."""
+    request.headers._index = None
+    request.invalidate()
+
+
 # -- the layer ------------------------------------------------------------------------------
 
 class TransactionLayer:
@@ -684,6 +694,7 @@ class TransactionLayer:
             self._terminate(tx)
         else:
             self._schedule(tx, "J", self.timeout, now)
+            _release_caches(tx.request)
 
     def send_reliable_provisional(self, tx: ServerTransaction, response: Response,
                                   now: float) -> None:
