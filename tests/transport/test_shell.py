@@ -140,6 +140,46 @@ class DatagramTests(SynchronousTestCase):
         self.assertEqual(failed, [PEER])
 
 
+    def test_known_host_sent_on_socket(self):
+        """After the port's write() accepted a host, datagrams to it go to the socket
+        directly; socket errors are handled as write() handles them."""
+        import errno
+        failed = []
+
+        class Shell:
+            def connection_failed(self, dest):
+                failed.append(dest)
+
+        class Socket:
+            def __init__(self):
+                self.sent, self.error = [], None
+
+            def sendto(self, data, addr):
+                if self.error is not None:
+                    raise OSError(self.error, "error")
+                self.sent.append((data, addr))
+
+        class Transport:
+            def __init__(self):
+                self.written, self.socket = [], Socket()
+
+            def write(self, data, addr):
+                self.written.append((data, addr))
+        proto = SipDatagramProtocol(Shell())
+        proto.transport = t = Transport()
+        proto.send(b"a", PEER)
+        proto.send(b"b", PEER)
+        proto.send(b"c", Address("udp", "192.0.2.9", 5060))
+        self.assertEqual(t.written, [(b"a", ("192.0.2.1", 5062)), (b"c", ("192.0.2.9", 5060))])
+        self.assertEqual(t.socket.sent, [(b"b", ("192.0.2.1", 5062))])
+        t.socket.error = errno.ECONNREFUSED        # ignored, as write() ignores it
+        proto.send(b"d", PEER)
+        self.assertEqual(failed, [])
+        t.socket.error = errno.EHOSTUNREACH
+        proto.send(b"e", PEER)
+        self.assertEqual(failed, [PEER])
+
+
 class _Collect(DatagramProtocol):
     def __init__(self):
         self.queue = defer.DeferredQueue()
