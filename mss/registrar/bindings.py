@@ -2,6 +2,12 @@
 
 Bindings live in memory for routing and are written through to the store on every change,
 so that a crash (even ``kill -9``) followed by a restart keeps every live registration.
+Added and refreshed bindings are written by group commit: ``put`` changes memory at once and
+queues the row; ``flush`` (a timer due at once, so it runs on the shell's next reactor turn,
+after the datagrams read in this one) writes the queue in one store transaction and then
+calls back whoever waits through ``when_stored``: the registrar sends its 200 OK only then,
+so a registration that was answered 200 is committed. Removals are written at once (after
+the queue, to keep the order of writes).
 Each binding has one expiry timer on the core's heap. Devices are told apart by the RFC 5626
 ``+sip.instance`` when present, otherwise by the contact URI.
 
@@ -29,6 +35,9 @@ class BindingTable:
         self._timers: dict[tuple[str, str], object] = {}
         self._connections: dict[tuple[str, str], object] = {}   # live TCP connection per binding
         self.listeners = []           # callables(aor) told when an AOR's bindings change
+        self._unstored: list[Binding] = []      # put in memory, not yet committed
+        self._waiters: list = []                # (len(_unstored) when asked, callback)
+        self._flush_timer = None
 
     def __len__(self) -> int:
         return sum(len(b) for b in self._by_aor.values())
@@ -61,7 +70,9 @@ class BindingTable:
         if old is not None:
             binding = attrs.evolve(binding, registered_at=old.registered_at)
         current[binding.key] = binding
-        self.store.put_binding(binding)
+        self._unstored.append(binding)
+        if self._flush_timer is None:
+            self._flush_timer = self.timers.call_at(0.0, self.flush)    # due at once
         self._arm(binding)
         if connection is not None:
             self._connections[(aor, binding.key)] = connection
@@ -70,6 +81,54 @@ class BindingTable:
         dropped = self.enforce(aor, multi_device, keep=binding.key)
         self._changed(aor)
         return dropped
+
+    def when_stored(self, callback) -> None:
+        """Call ``callback()`` once every binding put so far is committed to the store: now
+        if nothing is queued, else after the next ``flush``. It is not called if writing one
+        of those bindings failed (the failure is logged)."""
+        if not self._unstored:
+            callback()
+        else:
+            self._waiters.append((len(self._unstored), callback))
+
+    def flush(self) -> None:
+        """Commit the queued bindings in one store transaction, then call the waiters."""
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
+        batch, self._unstored = self._unstored, []
+        waiters, self._waiters = self._waiters, []
+        stored = self._write(batch) if batch else 0
+        for upto, callback in waiters:
+            if upto > stored:
+                continue            # a binding it waited for is not in the store: no answer
+            try:
+                callback()
+            except Exception:
+                self.log.failure("binding store callback failed")
+
+    def _write(self, batch: list) -> int:
+        """Write ``batch``; return how many of its first bindings are committed."""
+        put_many = getattr(self.store, "put_bindings", None)
+        if put_many is not None:
+            try:
+                put_many(batch)
+                return len(batch)
+            except Exception:
+                if len(batch) == 1:
+                    self.log.failure("could not store binding {key} of {aor}",
+                                     key=batch[0].key, aor=batch[0].aor)
+                    return 0
+                # one bad binding must not cost the others theirs: one by one
+        stored = None
+        for i, b in enumerate(batch):
+            try:
+                self.store.put_binding(b)
+            except Exception:
+                self.log.failure("could not store binding {key} of {aor}", key=b.key, aor=b.aor)
+                if stored is None:
+                    stored = i
+        return len(batch) if stored is None else stored
 
     def enforce(self, aor: str, multi_device: bool, keep: str | None = None) -> list[Binding]:
         """Apply the device limit for the AOR (also used when the permission changes)."""
@@ -97,6 +156,8 @@ class BindingTable:
         if timer is not None:
             timer.cancel()
         self._connections.pop((aor, key), None)
+        if self._unstored:
+            self.flush()              # queued rows first: a removal must not be overwritten
         self.store.delete_binding(aor, key)
         if notify:
             self._changed(aor)

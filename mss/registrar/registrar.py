@@ -88,7 +88,9 @@ class Registrar:
         headers = [("Contact", f"<{b.contact}>;expires={max(0, int(b.expires_at - now))}")
                    for b in self.bindings.get(ext.number)]
         headers.append(("Date", self._date()))
-        self._answer(transaction, request, 200, None, headers, now)
+        # the 200 only once the bindings are committed (group commit, see bindings.py)
+        self.bindings.when_stored(
+            lambda: self._answer(transaction, request, 200, None, headers, now))
 
     def _date(self) -> str:
         """The Date header value (RFC 3261 §20.17), formatted once per second."""

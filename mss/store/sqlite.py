@@ -263,20 +263,34 @@ class SQLiteStore(TrunkStoreMixin):
     _BINDING_COLUMNS = ("aor, key, contact, expires_at, call_id, cseq, transport, source_host,"
                         " source_port, registered_at, q, user_agent, instance")
 
-    def put_binding(self, b: Binding) -> None:
+    _PUT_BINDING = (f"INSERT OR REPLACE INTO bindings ({_BINDING_COLUMNS})"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+
+    @staticmethod
+    def _binding_row(b: Binding) -> tuple:
         if not isinstance(b, Binding):
             raise StoreError(f"not a Binding: {b!r}")
         if b.transport not in ("udp", "tcp", "tls", "ws", "wss"):
             raise StoreError(f"unknown transport {b.transport!r}")
         if not (math.isfinite(b.expires_at) and math.isfinite(b.registered_at)):
             raise StoreError("binding times must be finite")
+        return (b.aor, b.key, b.contact, float(b.expires_at), b.call_id, int(b.cseq), b.transport,
+                b.source_host, int(b.source_port), float(b.registered_at),
+                None if b.q is None else float(b.q), b.user_agent, b.instance)
+
+    def put_binding(self, b: Binding) -> None:
+        row = self._binding_row(b)
         with self._write() as conn:
-            conn.execute(
-                f"INSERT OR REPLACE INTO bindings ({self._BINDING_COLUMNS})"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (b.aor, b.key, b.contact, float(b.expires_at), b.call_id, int(b.cseq), b.transport,
-                 b.source_host, int(b.source_port), float(b.registered_at),
-                 None if b.q is None else float(b.q), b.user_agent, b.instance))
+            conn.execute(self._PUT_BINDING, row)
+
+    def put_bindings(self, bindings: Iterable[Binding]) -> None:
+        """``put_binding`` for several bindings in one transaction (all or none): the
+        registrar's group commit, one commit for the REGISTERs of one reactor turn."""
+        rows = [self._binding_row(b) for b in bindings]
+        if not rows:
+            return
+        with self._write() as conn:
+            conn.executemany(self._PUT_BINDING, rows)
 
     def delete_binding(self, aor: str, key: str) -> bool:
         with self._write() as conn:

@@ -48,6 +48,7 @@ class LiveSwitch:
 
     def deliver(self, data: bytes, source: Address) -> None:
         self.switch.shell.data_received(data, source)
+        self.reactor.advance(0)     # the reactor's next turn: calls due now (group commit)
 
     def take(self, port: int) -> list:
         """Messages sent to 127.0.0.1:``port`` since the last take (removed from ``sent``)."""

@@ -8,7 +8,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from mss.registrar.bindings import BindingTable
 from mss.sip.address import Address
 from mss.sip.timers import TimerHeap
-from mss.store.interface import Binding
+from mss.store.interface import Binding, StoreError
 from mss.store.sqlite import SQLiteStore
 
 
@@ -31,14 +31,79 @@ class BindingTableTests(SynchronousTestCase):
     def stored(self):
         return sorted(b.contact for b in self.store.list_bindings(0))
 
+    def turn(self):
+        """What the shell does on its next reactor turn: run the timers due (the commit)."""
+        self.timers.run_due(0.0)
+
     def test_put_get_write_through(self):
         b = binding()
         self.assertEqual(self.table.put(b), [])
         self.assertEqual(self.table.get("1001"), [b])
+        self.assertEqual(self.stored(), [])          # queued: the group commit is due at once
+        self.assertEqual(self.timers.next_deadline(), 0.0)
+        self.turn()
         self.assertEqual(self.stored(), [b.contact])
         self.assertEqual(len(self.table), 1)
         self.assertEqual(self.table.aors(), ["1001"])
         self.assertEqual(self.changes, ["1001"])
+
+    def test_group_commit(self):
+        """Bindings put in one turn are committed in one store transaction, then the
+        ``when_stored`` callbacks run; with nothing queued a callback runs at once."""
+        batches = []
+        put_many = self.store.put_bindings
+
+        def recording(bindings):
+            batches.append([b.aor for b in bindings])
+            put_many(bindings)
+        self.store.put_bindings = recording
+        called = []
+        self.table.when_stored(lambda: called.append("idle"))
+        self.assertEqual(called, ["idle"])
+        self.table.put(binding(aor="1001"))
+        self.table.when_stored(lambda: called.append(("first", self.stored())))
+        self.table.put(binding(aor="1002", n=2))
+        self.table.when_stored(lambda: called.append("second"))
+        self.assertEqual((batches, called), ([], ["idle"]))
+        self.turn()
+        self.assertEqual(batches, [["1001", "1002"]])
+        self.assertEqual(called, ["idle", ("first", ["sip:1001@192.0.2.1:5060",
+                                                     "sip:1002@192.0.2.2:5060"]), "second"])
+        self.assertEqual(self.timers.next_deadline(), 100 + 3600)    # flush timer used up
+
+    def test_removal_commits_queue_first(self):
+        b = binding()
+        self.table.put(b)
+        self.table.remove(b.aor, b.key)
+        self.assertEqual(self.stored(), [])
+        self.turn()
+        self.assertEqual(self.stored(), [])
+        self.assertIsNone(self.timers.next_deadline())
+
+    def test_failed_binding_costs_only_its_waiters(self):
+        """A batch that fails is written one by one; a callback runs only when every
+        binding put before it was stored."""
+        def no_batch(bindings):
+            raise StoreError("batch failed")
+        self.store.put_bindings = no_batch
+        put_one = self.store.put_binding
+
+        def picky(b):
+            if b.aor == "1002":
+                raise StoreError("no room for 1002")
+            put_one(b)
+        self.store.put_binding = picky
+        called = []
+        self.table.put(binding(aor="1001"))
+        self.table.when_stored(lambda: called.append("1001"))
+        self.table.put(binding(aor="1002", n=2))
+        self.table.when_stored(lambda: called.append("1002"))
+        self.table.put(binding(aor="1003", n=3))
+        self.table.when_stored(lambda: called.append("1003"))
+        self.turn()
+        self.assertEqual(called, ["1001"])
+        self.assertEqual(self.stored(), ["sip:1001@192.0.2.1:5060", "sip:1003@192.0.2.3:5060"])
+        self.assertEqual(len(self.flushLoggedErrors(StoreError)), 1)     # the one binding
 
     def test_refresh_keeps_first_registration_time(self):
         self.table.put(binding(at=100))
@@ -77,6 +142,7 @@ class BindingTableTests(SynchronousTestCase):
 
     def test_expiry_timer(self):
         self.table.put(binding(at=100, expires=60))
+        self.turn()
         self.assertEqual(self.timers.next_deadline(), 160)
         self.timers.run_due(159)
         self.assertEqual(len(self.table), 1)
@@ -111,6 +177,7 @@ class BindingTableTests(SynchronousTestCase):
     def test_load_prunes_expired_and_arms_timers(self):
         self.table.put(binding(n=1, at=100, expires=1000), multi_device=True)
         self.table.put(binding(n=2, at=100, expires=50), multi_device=True)
+        self.turn()
         fresh = BindingTable(self.store, TimerHeap())
         self.assertEqual(fresh.load(now=500), 1)
         self.assertEqual([b.contact for b in fresh.get("1001")], ["sip:1001@192.0.2.1:5060"])

@@ -21,6 +21,7 @@ from mss.sip import digest
 from mss.sip.address import Address
 from mss.sip.core import SipCore
 from mss.sip.message import parse
+from mss.store.interface import StoreError
 from mss.store.sqlite import SQLiteStore
 
 REALM = "mss.test"
@@ -61,6 +62,8 @@ class Rig:
 
     def deliver(self, data: bytes, source: Address):
         self.core.receive(data, source, self.clock.seconds())
+        # what the shell does next: run the timers due now (the bindings' group commit)
+        self.core.handle_timer(self.clock.seconds())
         return [parse(d)[0] for d, _ in self.core.datagrams_to_send()]
 
     def contacts(self, number):
@@ -150,6 +153,29 @@ class BindingTests(RegistrarTestCase):
         self.assertEqual((b.source_host, b.source_port, b.transport), ("192.0.2.10", 5062, "udp"))
         self.assertEqual(b.user_agent, "TestPhone/1.0")
         self.assertEqual([x.aor for x in self.rig.store.list_bindings(START)], ["1001"])
+
+    def test_200_only_once_committed(self):
+        """Group commit: the 200 waits for the binding's commit (kill -9 after a 200 must not
+        lose the registration); the commit runs with the timers due at once."""
+        challenge = self.phone.send(expires=600)
+        auth = self.phone.authorization(challenge)
+        rig = self.rig
+        rig.core.receive(self.phone.message(expires=600, auth=auth), self.phone.source,
+                         rig.clock.seconds())
+        self.assertEqual(rig.core.datagrams_to_send(), [])
+        self.assertEqual(rig.store.list_bindings(START), [])
+        self.assertEqual(len(rig.bindings.get("1001")), 1)      # routing sees it already
+        rig.core.handle_timer(rig.clock.seconds())
+        self.assertEqual([b.aor for b in rig.store.list_bindings(START)], ["1001"])
+        (data, _), = rig.core.datagrams_to_send()
+        self.assertEqual(parse(data)[0].status, 200)
+
+    def test_no_200_when_the_commit_fails(self):
+        def broken(bindings):
+            raise StoreError("disk full")
+        self.rig.store.put_bindings = self.rig.store.put_binding = broken
+        self.assertIsNone(self.phone.register(expires=600))
+        self.assertEqual(len(self.flushLoggedErrors(StoreError)), 1)
 
     def test_default_expires(self):
         response = self.phone.register()
