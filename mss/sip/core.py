@@ -260,11 +260,12 @@ class SipCore:
         params.append(("received", host))
         new = Via(via.transport, via.host, via.port, tuple(params))
         headers = msg.headers
-        for item in headers._items:
+        items = headers._items
+        for i, item in enumerate(items):
             if canonical(item[0]) == "via":
                 # replace only the first value of the first Via line
                 first, sep, rest = _split_first_value(item[1])
-                item[1] = str(new) + (", " + rest if sep else "")
+                items[i] = (item[0], str(new) + (", " + rest if sep else ""))
                 break
         headers._raw = None                  # the received header block is stale now
         vias[0] = new

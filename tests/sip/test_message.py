@@ -386,13 +386,26 @@ class HeadersTests(SynchronousTestCase):
         copy.set("x", "2")
         self.assertEqual((h.get("x"), copy.get("x")), ("1", "2"))
 
+    def test_lines_are_tuples(self):
+        """Parsed, built and edited lines are tuples (untracked by the garbage collector);
+        an edit replaces the line."""
+        msg, _ = parse(b"OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bKt\r\n"
+                       b"From: <sip:c@d>;tag=1\r\nTo: <sip:a@b>\r\nCall-ID: x\r\n"
+                       b"CSeq: 1 OPTIONS\r\nX-A: 1\r\n\r\n")
+        msg.headers.set("X-A", "2")
+        msg.headers.add("X-B", "3")
+        self.assertTrue(all(type(line) is tuple for line in msg.headers))
+        self.assertEqual(msg.headers.get("x-a"), "2")
+        resp = make_response(msg, 200)
+        self.assertTrue(all(type(line) is tuple for line in resp.headers))
+
     def test_no_injection_through_edits(self):
         h = Headers()
         h.add("X-From-Service", "a\r\nInjected: yes")
         h.set("Subject", "b\nc")
         h.insert_before("via", "SIP/2.0/UDP h\r\n;branch=z9hG4bKx")
-        self.assertEqual(list(h), [["Via", "SIP/2.0/UDP h ;branch=z9hG4bKx"],
-                                   ["X-From-Service", "a Injected: yes"], ["Subject", "b c"]])
+        self.assertEqual(list(h), [("Via", "SIP/2.0/UDP h ;branch=z9hG4bKx"),
+                                   ("X-From-Service", "a Injected: yes"), ("Subject", "b c")])
         for bad in ("Bad Name", "X:", "", "X\r\nY", "X\n"):
             self.assertRaises(ValueError, h.add, bad, "v")
         resp = Response(400, "two\r\nlines")
