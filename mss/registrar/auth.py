@@ -24,6 +24,7 @@ from mss.sip.errors import SIPParseError
 from mss.sip.uri import parse_uri
 
 _ALGORITHM_SPELLING = {"MD5": "MD5", "SHA-256": "SHA-256"}
+_NONCE_MARK = "mss-nonce-goes-here"
 
 
 @attrs.frozen
@@ -69,11 +70,16 @@ class Authenticator:
         self._dummy = {alg: digest.ha1(alg, "dummy", realm, os.urandom(8).hex())
                        for alg in ("MD5", "SHA-256")}
         self.failures = 0
+        # digest.challenge() text around the nonce, per algorithm: one format, built once
+        self._challenge_parts = {
+            stale: tuple(digest.challenge(realm, _NONCE_MARK, alg, stale=stale)
+                         .split(_NONCE_MARK) for alg in self.algorithms)
+            for stale in (False, True)}
 
     def challenge_headers(self, header: str, now: float, stale: bool = False) -> tuple:
-        nonce = self.nonces.make(now)
-        return tuple((header, digest.challenge(self.realm, nonce, alg, stale=stale))
-                     for alg in self.algorithms)
+        nonce = self.nonces.make(now)       # base64url: quoting leaves it as it is
+        return tuple((header, f"{prefix}{nonce}{suffix}")
+                     for prefix, suffix in self._challenge_parts[stale])
 
     def username_to_number(self, username: str) -> str:
         user = username

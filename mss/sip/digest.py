@@ -455,6 +455,9 @@ class Challenge:
     algorithm_given: bool = attrs.field(default=False, eq=False)
 
 
+_HEX_DIGITS = "0123456789abcdefABCDEF"
+
+
 def parse_credentials(value: str) -> Credentials:
     """Parse a Digest Authorization value; ``DigestParseError`` explains what is malformed."""
     parsed = _parse_auth(value)
@@ -475,10 +478,10 @@ def parse_credentials(value: str) -> Credentials:
             raise DigestParseError("qop given without cnonce and nc")
     nc = params.get("nc")
     if nc is not None:
-        if len(nc) != 8 or any(c not in "0123456789abcdefABCDEF" for c in nc):
+        if len(nc) != 8 or nc.strip(_HEX_DIGITS):       # strip leaves what is not hex
             raise DigestParseError(f"nc {nc!r} is not 8 hexadecimal digits")
     resp = params["response"]
-    if not resp or any(c not in "0123456789abcdefABCDEF" for c in resp):
+    if not resp or resp.strip(_HEX_DIGITS):
         raise DigestParseError("response is not hexadecimal")
     return Credentials(
         scheme="Digest", username=params["username"], realm=params["realm"],

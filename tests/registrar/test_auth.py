@@ -37,6 +37,18 @@ class ChallengeTests(AuthTestCase):
             self.assertFalse(c.stale)
         self.assertEqual(challenges[0].nonce, challenges[1].nonce)
 
+    def test_challenge_text_is_digest_challenge(self):
+        """The prebuilt challenge text is what digest.challenge writes, stale or not, with a
+        realm that needs quoting."""
+        auth = Authenticator(lambda number: None, self.rig.bans, realm='odd "realm"',
+                             secret=b"s" * 32)
+        for stale in (False, True):
+            headers = auth.challenge_headers("Proxy-Authenticate", START, stale)
+            nonce = digest.parse_challenge(headers[0][1]).nonce
+            self.assertEqual(headers, tuple(
+                ("Proxy-Authenticate", digest.challenge('odd "realm"', nonce, alg, stale=stale))
+                for alg in ("MD5", "SHA-256")))
+
     def test_each_challenge_has_a_fresh_nonce(self):
         a = Phone(self.rig, "1001").send()
         b = Phone(self.rig, "1001").send()
