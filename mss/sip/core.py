@@ -16,7 +16,6 @@ Implements RFC 3261 §8.2 (UAS request checks), §18.2.1 (received/rport, RFC 35
 from __future__ import annotations
 
 import secrets
-import weakref
 
 from twisted.logger import Logger
 from zope.interface import Attribute, Interface, implementer
@@ -91,7 +90,6 @@ class SipCore:
         self.loop_mark = "z9hG4bK-" + secrets.token_hex(3) + "-"
         self._out: list[tuple[bytes, Address]] = []
         self._users: dict[str, object] = {}       # method -> transaction user
-        self._owners = weakref.WeakKeyDictionary()  # transaction -> transaction user
         self._stray = None                        # user for stray responses / ACK to 2xx
         self.counters = {"parse_errors": 0, "requests": 0, "responses": 0,
                          "timeouts": 0, "dropped": 0}
@@ -176,7 +174,7 @@ class SipCore:
         if "user-agent" not in request.headers:
             request.headers.add("User-Agent", self.user_agent)
         tx = self.layer.send_request(request, destination, now)
-        self._owners[tx] = owner
+        tx.owner = owner
         return tx
 
     def send_ack(self, ack: Request, destination: Address) -> None:
@@ -327,14 +325,14 @@ class SipCore:
                     self.send_response(event.transaction, resp, now)
                 return
             if event.transaction is not None:
-                self._owners[event.transaction] = user
+                event.transaction.owner = user
             user.request_received(req, event.source, event.transaction)
         elif isinstance(event, T.ResponseReceived):
-            user = self._owners.get(event.transaction) if event.transaction is not None else self._stray
+            user = event.transaction.owner if event.transaction is not None else self._stray
             if user is not None:
                 user.response_received(event.response, event.source, event.transaction)
         elif isinstance(event, T.CancelReceived):
-            user = self._owners.get(event.transaction)
+            user = event.transaction.owner
             if user is not None and hasattr(user, "cancel_received"):
                 user.cancel_received(event.request, event.transaction)
         else:
@@ -343,7 +341,7 @@ class SipCore:
                       T.AckTimeout: "ack-timeout", T.PrackTimeout: "prack-timeout"}.get(type(event))
             if reason == "timeout":
                 self.counters["timeouts"] += 1
-            user = self._owners.get(tx)
+            user = tx.owner
             if user is not None and reason is not None:
                 user.transaction_failed(tx, reason)
 

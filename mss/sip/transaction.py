@@ -141,7 +141,7 @@ class PrackTimeout:
 
 class _Transaction:
     __slots__ = ("request", "method", "is_invite", "peer", "reliable", "state", "timers",
-                 "interval", "key", "__weakref__")
+                 "interval", "key", "owner", "__weakref__")
 
     def __init__(self, request: Request, peer: Address, key):
         self.request = request
@@ -153,6 +153,7 @@ class _Transaction:
         self.timers: dict = {}
         self.interval = 0.0
         self.key = key
+        self.owner = None       # the transaction user the core hands its events to
 
     @property
     def terminated(self) -> bool:
