@@ -54,6 +54,11 @@ class BindingTable:
     def get(self, aor: str) -> list[Binding]:
         return list(self._by_aor.get(aor, {}).values())
 
+    def find(self, aor: str, key: str) -> Binding | None:
+        """The binding of that device, or None."""
+        current = self._by_aor.get(aor)
+        return current.get(key) if current else None
+
     def aors(self) -> list[str]:
         return list(self._by_aor)
 
@@ -67,7 +72,7 @@ class BindingTable:
         aor = binding.aor
         current = self._by_aor.setdefault(aor, {})
         old = current.get(binding.key)
-        if old is not None:
+        if old is not None and old.registered_at != binding.registered_at:
             binding = attrs.evolve(binding, registered_at=old.registered_at)
         current[binding.key] = binding
         self._unstored.append(binding)

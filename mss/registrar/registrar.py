@@ -156,10 +156,12 @@ class Registrar:
                 qv = float(q) if q else None
             except ValueError:
                 raise RegisterError(400, "Bad q value")
+            old = self.bindings.find(aor, key)      # a refresh keeps its first registration time
             binding = Binding(aor=aor, key=key, contact=str(contact.uri), expires_at=now + expires,
                               call_id=call_id, cseq=cseq, transport=source.transport,
                               source_host=source.host, source_port=source.port,
-                              registered_at=now, q=qv, user_agent=agent[:200], instance=instance)
+                              registered_at=now if old is None else old.registered_at, q=qv,
+                              user_agent=agent[:200], instance=instance)
             self.bindings.put(binding, connection=source.connection if source.reliable else None,
                               multi_device=multi)
             if logs.enabled("info"):

@@ -105,6 +105,13 @@ class BindingTableTests(SynchronousTestCase):
         self.assertEqual(self.stored(), ["sip:1001@192.0.2.1:5060", "sip:1003@192.0.2.3:5060"])
         self.assertEqual(len(self.flushLoggedErrors(StoreError)), 1)     # the one binding
 
+    def test_find(self):
+        b = binding()
+        self.table.put(b)
+        self.assertEqual(self.table.find("1001", b.key), b)
+        self.assertIsNone(self.table.find("1001", "sip:other@192.0.2.9"))
+        self.assertIsNone(self.table.find("1002", b.key))
+
     def test_refresh_keeps_first_registration_time(self):
         self.table.put(binding(at=100))
         self.table.put(binding(at=500))
