@@ -170,6 +170,9 @@ class IStore(Interface):
     def put_binding(binding):
         """Insert or replace the binding with the same (aor, key)."""
 
+    def put_bindings(bindings):
+        """``put_binding`` for several, committed in one transaction (group commit)."""
+
     def delete_binding(aor, key):
         """Delete one binding; False if there was none."""
 
