@@ -99,6 +99,36 @@ def switch_pid(proc: subprocess.Popen) -> int:
 _COUNT = re.compile(rb"^\s*(Successful call|Failed call)\s*\|\s*\d+\s*\|\s*(\d+)", re.M)
 
 
+def report_step(rate: int, calls: int, ok: int, failed: int, cpu: float, elapsed: float) -> bool:
+    """Print one step of a calls benchmark; True when under 1% of its calls failed or were lost."""
+    achieved = ok / elapsed if elapsed else 0.0
+    per = cpu / ok * 1e6 if ok else float("nan")
+    print(f"{rate:>10} {calls:>7} {ok:>7} {failed:>7} {calls - ok - failed:>6} {achieved:>11.0f} "
+          f"{per:>13.0f} us   (switch CPU {100 * cpu / elapsed:.0f}%)")
+    sys.stdout.flush()
+    if calls - ok > calls / 100:
+        print(f"  more than 1% failed at {rate}/s: stopping")
+        return False
+    return True
+
+
+def stop_all(processes, directory: str, keep: bool) -> None:
+    """SIGTERM each (Popen, pid) we started, then wait (SIGKILL after 15 s); drop the files."""
+    for p, target in processes:
+        try:
+            os.kill(target, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        try:
+            p.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            p.kill()
+    if not keep:
+        shutil.rmtree(directory, ignore_errors=True)
+    else:
+        print(f"files kept in {directory}")
+
+
 def run_step(directory: str, port: int, rate: int, seconds: float, inf: str) -> dict:
     calls = int(rate * seconds)
     sipp_port = free_port()
@@ -170,16 +200,7 @@ def main(argv=None) -> int:
                 print(f"  saturated: {step['achieved']:.0f}/s achieved of {rate}/s offered")
                 break
     finally:
-        os.kill(pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.kill(pid, signal.SIGKILL)
-            proc.wait(timeout=15)
-        if not args.keep:
-            shutil.rmtree(directory, ignore_errors=True)
-        else:
-            print(f"files kept in {directory}")
+        stop_all([(proc, pid)], directory, args.keep)
     print(f"best: {best:.0f} registrations/s with digest auth (<1% failures); "
           f"{2 * best:.0f} REGISTER requests/s; target 2000/s")
     return 0

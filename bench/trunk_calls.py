@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -33,7 +32,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 
-from register import _COUNT, cpu_seconds, start_switch, switch_pid   # noqa: E402
+from register import (_COUNT, cpu_seconds, report_step, start_switch,    # noqa: E402
+                      stop_all, switch_pid)
 
 from tests.e2e.harness import free_port, write_config                  # noqa: E402
 
@@ -123,31 +123,12 @@ def main(argv=None) -> int:
             step = caller(directory, port, rate, calls, args.seconds * 2 + 20)
             elapsed = time.monotonic() - t0
             cpu = cpu_seconds(pid) - cpu0
-            achieved = step["ok"] / elapsed if elapsed else 0.0
-            per = cpu / step["ok"] * 1e6 if step["ok"] else float("nan")
-            print(f"{rate:>10} {calls:>7} {step['ok']:>7} {step['failed']:>7} "
-                  f"{calls - step['ok'] - step['failed']:>6} {achieved:>11.0f} {per:>13.0f} us"
-                  f"   (switch CPU {100 * cpu / elapsed:.0f}%)")
-            sys.stdout.flush()
-            if calls - step["ok"] > calls / 100:
-                print(f"  more than 1% failed at {rate}/s: stopping")
+            if not report_step(rate, calls, step["ok"], step["failed"], cpu, elapsed):
                 break
             best = max(best, rate)
             time.sleep(2.0)                      # let the transactions of the step drain
     finally:
-        for p, target in ((carrier, carrier.pid), (proc, pid)):
-            try:
-                os.kill(target, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                p.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                p.kill()
-        if not args.keep:
-            shutil.rmtree(directory, ignore_errors=True)
-        else:
-            print(f"files kept in {directory}")
+        stop_all([(carrier, carrier.pid), (proc, pid)], directory, args.keep)
     print(f"best: {best} trunk calls/s sustained with <1% failed calls (extension -> trunk)")
     return 0
 
