@@ -125,7 +125,12 @@ class GracefulShutdownTests(OperationsTestCase):
                   "Max-Forwards: 70\r\nFrom: <sip:1003@127.0.0.1>;tag=late\r\n"
                   "To: <sip:1002@127.0.0.1>\r\nCall-ID: late-" + secrets.token_hex(4) + "\r\n"
                   "CSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n").encode()
-        yield task.deferLater(reactor, 0.3, lambda: None)     # SIGTERM reaches the reactor
+        # the switch says it is draining (its log line) before the late INVITE goes out
+        deadline = time.monotonic() + 10
+        while "shutting down:" not in self.switch.output:
+            if time.monotonic() > deadline:
+                self.fail("no drain after SIGTERM:\n" + self.switch.output[-3000:])
+            yield task.deferLater(reactor, 0.05, lambda: None)
         client.transport.write(invite, ("127.0.0.1", self.switch.port))
         answer = parse((yield client.next()))[0]
         while answer.status == 100:
