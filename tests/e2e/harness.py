@@ -11,13 +11,29 @@ import shutil
 import signal
 import socket
 import sys
+import time
 
-from twisted.internet import defer, protocol, reactor
+from twisted.internet import defer, protocol, reactor, task
 from twisted.internet.utils import getProcessOutputAndValue
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SIPP_DIR = os.path.join(ROOT, "tests", "sipp")
 SIPP = shutil.which("sipp")
+
+
+@defer.inlineCallbacks
+def until(testcase, check, seconds: float, what: str, context=lambda: ""):
+    """Poll ``check`` (a Deferred-returning callable) every 0.1 s until it gives a true
+    value, which is returned; fail ``testcase`` after ``seconds``. For states no event
+    reports (a change made by mssctl being seen by the running switch, ...)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        result = yield check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            testcase.fail(f"not within {seconds}s: {what}\n{context()}")
+        yield task.deferLater(reactor, 0.1, lambda: None)
 
 
 def free_port(host: str = "127.0.0.1") -> int:

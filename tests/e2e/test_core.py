@@ -219,36 +219,30 @@ class CommandLineTests(unittest.TestCase):
     timeout = TIMEOUT
 
     @defer.inlineCallbacks
-    def test_config_error_one_line(self):
+    def assert_one_line_error(self, content: str, key: str, problem: str):
+        """twistd with this config file exits non-zero with one line naming file, key and
+        problem, and no traceback."""
         directory = os.path.abspath(self.mktemp())
         os.makedirs(directory)
         bad = os.path.join(directory, "bad.toml")
         with open(bad, "w") as f:
-            f.write('[sip]\nport = 70000\n[media]\nmode = "off"\n')
+            f.write(content)
         out, err, code = yield twistd("--pidfile=", "-n", "mss", "--config", bad, cwd=directory)
         text = (out + err).decode(errors="replace")
         self.assertNotEqual(code, 0)
         self.assertNotIn("Traceback", text)
         lines = [line for line in text.splitlines() if bad in line]
         self.assertEqual(len(lines), 1, text)
-        self.assertIn("sip.port", lines[0])
-        self.assertIn("out of range", lines[0])
+        self.assertIn(key, lines[0])
+        self.assertIn(problem, lines[0])
 
-    @defer.inlineCallbacks
+    def test_config_error_one_line(self):
+        return self.assert_one_line_error('[sip]\nport = 70000\n[media]\nmode = "off"\n',
+                                          "sip.port", "out of range")
+
     def test_unknown_key_one_line(self):
-        directory = os.path.abspath(self.mktemp())
-        os.makedirs(directory)
-        bad = os.path.join(directory, "bad.toml")
-        with open(bad, "w") as f:
-            f.write("[registrar]\nmax_devcies = 3\n")
-        out, err, code = yield twistd("--pidfile=", "-n", "mss", "--config", bad, cwd=directory)
-        text = (out + err).decode(errors="replace")
-        self.assertNotEqual(code, 0)
-        self.assertNotIn("Traceback", text)
-        lines = [line for line in text.splitlines() if bad in line]
-        self.assertEqual(len(lines), 1, text)
-        self.assertIn("registrar.max_devcies", lines[0])
-        self.assertIn("unknown key", lines[0])
+        return self.assert_one_line_error("[registrar]\nmax_devcies = 3\n",
+                                          "registrar.max_devcies", "unknown key")
 
     @defer.inlineCallbacks
     def test_twistd_lists_mss(self):

@@ -24,7 +24,7 @@ from twisted.web.client import Agent, readBody
 from mss.sip.message import parse
 from mss.store.sqlite import SQLiteStore
 from tests.admin.test_manhole import SSH, _SSH, write_key
-from tests.e2e.harness import SIPP, Switch, free_port, sipp, udp_client
+from tests.e2e.harness import SIPP, Switch, free_port, sipp, udp_client, until
 
 PASSWORDS = {n: f"pw-{n}-e2e" for n in ("1001", "1002", "1003", "1004")}
 
@@ -82,18 +82,13 @@ class OperationsTestCase(unittest.TestCase):
                      timeout=40, cwd=self.dir)
         return defer.gatherResults([phone, device])
 
-    @defer.inlineCallbacks
     def until_answered(self, count: int, seconds: float = 15):
         """Poll ``mssctl status`` (no event tells us when SIPp's ACK arrived)."""
-        deadline = time.monotonic() + seconds
-        while True:
-            out = yield self.mssctl("status", check=False)
-            if f"calls: {count} ({count} answered)" in out:
-                return
-            if time.monotonic() > deadline:
-                self.fail(f"{count} answered calls not within {seconds}s: {out!r}\n"
-                          + self.switch.output[-3000:])
-            yield task.deferLater(reactor, 0.2, lambda: None)
+        def answered():
+            return self.mssctl("status", check=False).addCallback(
+                lambda out: f"calls: {count} ({count} answered)" in out)
+        return until(self, answered, seconds, f"{count} answered calls",
+                     lambda: self.switch.output[-3000:])
 
     def assert_sipp_ok(self, results):
         for out, err, code in results:

@@ -14,14 +14,14 @@ import os
 import secrets
 import time
 
-from twisted.internet import defer, reactor, task
+from twisted.internet import defer
 from twisted.trial import unittest
 
 from mss.sip import digest
 from mss.sip.message import parse
 from mss.store.interface import Binding
 from mss.store.sqlite import SQLiteStore
-from tests.e2e.harness import SIPP, Switch, free_port, sipp, udp_client
+from tests.e2e.harness import SIPP, Switch, free_port, sipp, udp_client, until
 
 TIMEOUT = 40
 SETTINGS = {"security": {"allow": ["127.0.0.1/32"], "ban_threshold": 3, "ban_window": 60,
@@ -137,17 +137,8 @@ class RegistrarTestCase(unittest.TestCase):
                 rows.append((cells[0], cells[1], " ".join(cells[4:])))
         return rows
 
-    @defer.inlineCallbacks
     def until(self, check, seconds: float, what: str):
-        """Poll ``check`` (a Deferred-returning callable) until true; no event exists for it."""
-        deadline = time.monotonic() + seconds
-        while True:
-            result = yield check()
-            if result:
-                return result
-            if time.monotonic() > deadline:
-                self.fail(f"not within {seconds}s: {what}")
-            yield task.deferLater(reactor, 0.1, lambda: None)
+        return until(self, check, seconds, what)
 
 
 class AuthenticationTests(RegistrarTestCase):

@@ -14,12 +14,12 @@ import re
 import secrets
 import time
 
-from twisted.internet import defer, reactor, task
+from twisted.internet import defer
 from twisted.trial import unittest
 
 from mss.sip import digest
 from mss.sip.message import parse
-from tests.e2e.harness import SIPP, SIPP_DIR, Switch, free_port, sipp, udp_client
+from tests.e2e.harness import SIPP, SIPP_DIR, Switch, free_port, sipp, udp_client, until
 
 TIMEOUT = 60
 DOMAIN = "gd.ctcims.cn"
@@ -94,17 +94,8 @@ class TrunkTestCase(unittest.TestCase):
                                   f"\n{err.decode(errors='replace')}\n--- switch ---\n"
                                   f"{self.switch.output[-6000:]}")
 
-    @defer.inlineCallbacks
     def until(self, check, seconds: float, what: str):
-        """Poll ``check`` (a Deferred-returning callable) until true; no event exists for it."""
-        deadline = time.monotonic() + seconds
-        while True:
-            result = yield check()
-            if result:
-                return result
-            if time.monotonic() > deadline:
-                self.fail(f"not within {seconds}s: {what}\n{self.switch.output[-4000:]}")
-            yield task.deferLater(reactor, 0.1, lambda: None)
+        return until(self, check, seconds, what, lambda: self.switch.output[-4000:])
 
     @defer.inlineCallbacks
     def trunk_status(self) -> dict:
