@@ -448,9 +448,8 @@ class CallManager:
         for _ in range(self.forward_limit + 1):
             if not hooks.active or route.extension is None:
                 break
-            ext = self.directory(route.extension)
-            blocks = ext is not None and (ext.has(CALL_WAITING_OFF) or not self.call_waiting)
-            state = hooks.callee_state(route.extension, blocks)
+            state = hooks.callee_state(route.extension,
+                                       self._waiting_blocked(self.directory(route.extension)))
             facts = hooks.facts(request, request.call_id, caller, route.extension,
                                 diversions=[n for n, _ in diversions], **facts_args)
             decision = hooks.terminating(facts, state)
@@ -476,8 +475,7 @@ class CallManager:
             return refuse(route.status, route.reason, route.reason)
         callee_ext = route.extension
         ext = self.directory(callee_ext) if callee_ext else None
-        if ext is not None and callee_ext in self.in_call and \
-                (ext.has(CALL_WAITING_OFF) or not self.call_waiting):
+        if callee_ext in self.in_call and self._waiting_blocked(ext):
             return refuse(486, None, "call waiting off")
         call = self._new_call(request, source, tx, caller, caller_ext, display, direction,
                               dialled, callee_ext, trunk)
@@ -492,6 +490,10 @@ class CallManager:
         else:
             call.ring(route.targets, ring_time)
         return call
+
+    def _waiting_blocked(self, ext) -> bool:
+        """A second call to this extension while it is in one gets 486 (no call waiting)."""
+        return ext is not None and (ext.has(CALL_WAITING_OFF) or not self.call_waiting)
 
     def _onward(self, facts, decision):
         """A forwarded call is checked again as a new call from the forwarding extension

@@ -18,12 +18,12 @@ from __future__ import annotations
 import secrets
 
 from twisted.logger import Logger
-from zope.interface import Attribute, Interface, implementer
+from zope.interface import Interface, implementer
 
 from mss.sip import transaction as T
 from mss.sip.address import Address
 from mss.sip.errors import SIPParseError
-from mss.sip.headers import Via, canonical
+from mss.sip.headers import Via, canonical, split_values
 from mss.sip.message import Message, Request, Response, check_request, make_response, parse
 from mss.sip.timers import TimerHeap
 
@@ -44,10 +44,6 @@ class ITransactionUser(Interface):
 
     def transaction_failed(transaction, reason):
         """``reason``: "timeout", "transport", "ack-timeout" or "prack-timeout"."""
-
-
-class IOptionalUser(Interface):
-    methods = Attribute("The request methods this user handles (set of str).")
 
 
 def response_address(request: Request, source: Address) -> Address:
@@ -364,7 +360,6 @@ class SipCore:
 
 
 def _split_first_value(value: str):
-    from mss.sip.headers import split_values
     parts = split_values(value)
     if len(parts) == 1:
         return parts[0], "", ""
