@@ -210,9 +210,6 @@ class CallManager:
         else:
             self.in_call.pop(ext, None)
 
-    def active_calls(self) -> list[Call]:
-        return list(self.calls.values())
-
     # -- ITransactionUser ----------------------------------------------------------------------
     def request_received(self, request, source, transaction):
         tag = request.to.tag
