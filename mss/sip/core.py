@@ -28,7 +28,8 @@ from mss.sip.message import Message, Request, Response, check_request, make_resp
 from mss.sip.timers import TimerHeap
 
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, PRACK, UPDATE, INFO, REGISTER"
-SUPPORTED = "100rel, replaces, path, outbound"
+# Only extensions implemented end to end: advertising one we ignore invites peers to rely on it.
+SUPPORTED = "100rel"
 SUPPORTED_TAGS = frozenset(t.strip() for t in SUPPORTED.split(","))
 ACCEPT = "application/sdp"
 

@@ -15,7 +15,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from mss.sip import digest
-from mss.sip.core import ITransactionUser
+from mss.sip.core import SUPPORTED, ITransactionUser
 from mss.sip.message import Headers, Request
 from mss.sip.uri import parse_uri
 
@@ -98,7 +98,7 @@ class TrunkRegistration:
             ["Contact", f"<{contact}>"],
             ["Expires", str(self.expires)],
             ["Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, PRACK, UPDATE, INFO"],
-            ["Supported", "path, 100rel"],
+            ["Supported", SUPPORTED],
         ]
         return Request("REGISTER", parse_uri(f"sip:{t.domain}"), Headers(items))
 

@@ -112,6 +112,19 @@ class UASChecksTests(CoreTestCase):
         resp, _ = self.answer(request(extra=[("Via", "SIP/2.0/UDP 203.0.113.5;branch=z9hG4bK-x")]))
         self.assertEqual(resp.status, 200)
 
+    def test_supported_is_only_what_is_implemented(self):
+        """OPTIONS advertises 100rel alone: replaces, path and outbound are not implemented."""
+        resp, _ = self.answer(request())
+        self.assertEqual(resp.headers.get("supported"), "100rel")
+
+    def test_require_unimplemented_extension_420(self):
+        """A request that requires an extension we do not implement is refused with 420."""
+        for tag in ("replaces", "path", "outbound"):
+            resp, _ = self.answer(request("OPTIONS", branch=f"z9hG4bK{tag}",
+                                          extra=[("Require", tag)]))
+            self.assertEqual(resp.status, 420, tag)
+            self.assertEqual(resp.headers.get("unsupported"), tag)
+
     def test_unsupported_scheme_416(self):
         resp, _ = self.answer(request(uri="http://example.com/"))
         self.assertEqual(resp.status, 416)

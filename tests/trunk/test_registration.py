@@ -125,6 +125,12 @@ class RequestShapeTests(SynchronousTestCase):
         self.assertEqual(c.elsewhere, [])
         self.assertEqual(c.reg.state, "registering")
 
+    def test_supported_names_only_implemented_extensions(self):
+        """No path or outbound: the client implements neither, so it must not claim them."""
+        c = Carrier(self, ims_trunk())
+        c.reg.start()
+        self.assertEqual(c.one(self).headers.get("supported"), "100rel")
+
     def test_call_id_and_from_tag_stay_cseq_grows(self):
         c = Carrier(self, ims_trunk())
         c.reg.start()
