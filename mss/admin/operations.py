@@ -277,13 +277,23 @@ class Operations:
             extension = str(extension).strip()
             if not extension:
                 raise OperationError("empty extension")
-            (sel.extensions.add if on else sel.extensions.discard)(extension)
+            if on:
+                # a typo would otherwise trace nothing while the operator waits for messages
+                if self.switch.store.get_extension(extension) is None:
+                    raise OperationError(f"no extension {extension!r}")
+                sel.extensions.add(extension)
+            elif extension in sel.extensions:
+                sel.extensions.discard(extension)
+            else:
+                raise OperationError(f"extension {extension!r} is not traced")
         elif trunk is not None:
             if on:
                 hosts = self._find_trunk_hosts(trunk)
                 sel.trunks[trunk] = hosts
+            elif trunk in sel.trunks:
+                sel.trunks.pop(trunk)
             else:
-                sel.trunks.pop(trunk, None)
+                raise OperationError(f"trunk {trunk!r} is not traced")
         else:
             sel.everything = on
             if not on:

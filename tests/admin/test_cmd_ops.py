@@ -71,6 +71,9 @@ class RunningSwitchTests(unittest.TestCase):
         self.assertFalse(self.live.switch.core.trace)
         code, out, err = await self.mssctl("trace", "on", "--trunk", "nope")
         self.assertEqual((code, err), (1, "mssctl: error: no trunk 'nope'\n"))
+        code, out, err = await self.mssctl("trace", "on", "--extension", "9999")
+        self.assertEqual((code, out, err), (1, "", "mssctl: error: no extension '9999'\n"))
+        self.assertFalse(self.live.switch.core.trace)
 
         code, out, err = await self.mssctl("status")
         self.assertIn("calls: 1 (1 answered)", out)

@@ -190,6 +190,19 @@ class TraceTests(Base):
     def test_trace_unknown_trunk(self):
         self.assertRaises(OperationError, self.ops.trace, True, trunk="nope")
         self.assertRaises(OperationError, self.ops.trace, True, extension="1", trunk="t")
+        self.assertFalse(self.switch.core.trace)
+
+    def test_trace_unknown_extension_refused_and_nothing_traced(self):
+        e = self.assertRaises(OperationError, self.ops.trace, True, extension="9999")
+        self.assertEqual(str(e), "no extension '9999'")
+        self.assertFalse(self.switch.core.trace)
+        self.assertEqual(self.ops.trace_selection.extensions, set())
+
+    def test_trace_off_for_what_is_not_traced_says_so(self):
+        e = self.assertRaises(OperationError, self.ops.trace, False, extension="1001")
+        self.assertEqual(str(e), "extension '1001' is not traced")
+        e = self.assertRaises(OperationError, self.ops.trace, False, trunk="nope")
+        self.assertEqual(str(e), "trunk 'nope' is not traced")
 
     def test_trace_logs_only_the_selected_extension(self):
         events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
