@@ -6,8 +6,8 @@
           [--max-in N] [--max-out N] [--allow ADDR ...] [--prack off|supported|required]
           [--from-user U] [--from-display NAME] [--identity pai|ppi] [--uri sip|phone|tel]
     mssctl trunk list | status | remove NAME
-    mssctl route add PREFIX --trunk NAME [--trunk NAME2 ...] [--strip N] [--prepend DIGITS]
-          [--length N] [--extension EXT ...]
+    mssctl route add PREFIX|--default --trunk NAME [--trunk NAME2 ...] [--strip N]
+          [--prepend DIGITS] [--length N] [--extension EXT ...]
     mssctl route list | remove ID
     mssctl did add NUMBER --extension EXT | did list | did remove NUMBER
 
@@ -58,7 +58,10 @@ def add_parser(subparsers) -> None:
     p = subparsers.add_parser("route", help="outbound routes")
     sub = p.add_subparsers(dest="route_command", required=True, metavar="COMMAND")
     q = sub.add_parser("add", help="add an outbound route")
-    q.add_argument("prefix")
+    q.add_argument("prefix", nargs="?", default=None,
+                   help="dialled numbers starting with these digits")
+    q.add_argument("--default", action="store_true",
+                   help="a catch-all route: every number no other route matches")
     q.add_argument("--trunk", action="append", required=True, dest="trunks")
     q.add_argument("--strip", type=int, default=0)
     q.add_argument("--prepend", default="")
@@ -172,14 +175,22 @@ def trunk_remove(args, ctx) -> int:
 
 
 def route_add(args, ctx) -> int:
-    rid = _store_call(ctx.store.add_route, args.prefix, args.trunks, length=args.length,
+    # An empty prefix matches every number: that must be asked for, never typed by accident
+    # (an unset shell variable in ``route add "$PREFIX"``).
+    if args.default and args.prefix:
+        raise CommandError("give a PREFIX or --default, not both", 2)
+    if not args.default and not args.prefix:
+        raise CommandError("an empty prefix would match every number; use --default for a "
+                           "catch-all route", 2)
+    prefix = "" if args.default else args.prefix
+    rid = _store_call(ctx.store.add_route, prefix, args.trunks, length=args.length,
                       strip=args.strip, prepend=args.prepend, extensions=args.extensions)
     ctx.out.write(f"route {rid} added\n")
     return 0
 
 
 def route_list(args, ctx) -> int:
-    rows = [(r.id, r.prefix or "(any)", "-" if r.length is None else r.length, r.strip,
+    rows = [(r.id, r.prefix or "(default)", "-" if r.length is None else r.length, r.strip,
              r.prepend or "-", ",".join(r.trunks), ",".join(r.extensions) or "all")
             for r in ctx.store.list_routes()]
     if not rows:

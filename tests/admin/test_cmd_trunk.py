@@ -127,14 +127,15 @@ class RouteCommandTests(CLITestCase):
         self.assertEqual(self.ok("route", "add", "00", "--trunk", "backup", "--length", "13",
                                  "--extension", "1001", "--extension", "1002"),
                          "route 2 added\n")
-        self.ok("route", "add", "", "--trunk", "backup")
+        self.assertEqual(self.ok("route", "add", "--default", "--trunk", "backup"),
+                         "route 3 added\n")
         lines = self.ok("route", "list").splitlines()
         self.assertEqual(lines[0].split(), ["ID", "PREFIX", "LENGTH", "STRIP", "PREPEND",
                                             "TRUNKS", "CALLERS"])
         self.assertEqual([line.split() for line in lines[1:]], [
             ["2", "00", "13", "0", "-", "backup", "1001,1002"],
             ["1", "0", "-", "1", "+86", "ims,backup", "all"],
-            ["3", "(any)", "-", "0", "-", "backup", "all"]])
+            ["3", "(default)", "-", "0", "-", "backup", "all"]])
         self.assertEqual(self.ok("route", "remove", "2"), "route 2 removed\n")
         self.assertIn("no route 2", self.fails(1, "route", "remove", "2"))
 
@@ -147,6 +148,19 @@ class RouteCommandTests(CLITestCase):
                                           "--strip", "-1"))
         self.assertIn("--trunk", self.fails(2, "route", "add", "0"))
         self.assertEqual(self.ok("route", "list"), "no routes\n")
+
+    def test_catch_all_needs_default(self):
+        """An empty (or missing) prefix is refused: a catch-all route must be asked for."""
+        for argv in (("route", "add", "", "--trunk", "ims"), ("route", "add", "--trunk", "ims")):
+            self.assertEqual(self.fails(2, *argv),
+                             "mssctl: error: an empty prefix would match every number; use "
+                             "--default for a catch-all route\n")
+        self.assertIn("not both", self.fails(2, "route", "add", "0", "--default", "--trunk",
+                                              "ims"))
+        self.assertEqual(self.ok("route", "list"), "no routes\n")
+        self.ok("route", "add", "--default", "--trunk", "ims")
+        [route] = self.open_store().list_routes()
+        self.assertEqual((route.prefix, route.trunks), ("", ("ims",)))
 
 
 class DIDCommandTests(CLITestCase):
