@@ -73,6 +73,15 @@ def _transports(value: list) -> list:
     return value
 
 
+def _algorithms(value: list) -> list:
+    for item in value:
+        if item not in ("MD5", "SHA-256"):
+            raise ValueError(f"unknown digest algorithm {item!r} (MD5, SHA-256)")
+    if not value:
+        raise ValueError("at least one algorithm is needed")
+    return value
+
+
 def _host_port(value: str) -> str:
     host, sep, port = value.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
@@ -142,7 +151,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "realm": Key(str, ""),                    # empty: the SIP domain
         "nonce_lifetime": Key(int, 300, _positive),
         "secret_file": Key(str, "", path=True),      # empty: secret.key next to the store
-        "algorithms": Key(list, ["MD5", "SHA-256"]),
+        "algorithms": Key(list, ["MD5"], _algorithms),
     },
     "security": {
         "ban_threshold": Key(int, 10, _positive),

@@ -59,6 +59,15 @@ def add_parser(subparsers) -> None:
     q.add_argument("state", type=on_off, metavar="on|off")
     q.set_defaults(func=permission)
 
+    q = sub.add_parser("digest", help="digest algorithms of this extension's phones",
+                       description="md5: challenge with MD5 only (every phone can answer); "
+                       "sha-256: SHA-256 only (phones that cannot compute it cannot register); "
+                       "both: MD5 and SHA-256 (some phones, baresip 1.0 and SIPp 3.6.1 among "
+                       "them, fail on two challenges); default: [auth] algorithms.")
+    q.add_argument("number")
+    q.add_argument("mode", choices=("md5", "sha-256", "both", "default"))
+    q.set_defaults(func=set_digest)
+
     q = sub.add_parser("call-level", help="set the call level (0-99)")
     q.add_argument("number")
     q.add_argument("level", type=int)
@@ -123,7 +132,8 @@ def show(args, ctx) -> int:
         f"enabled:     {_yes(ext.enabled)}\n"
         f"call level:  {ext.call_level}\n"
         f"permissions: {', '.join(sorted(ext.permissions)) or '-'}\n"
-        f"realm:       {ext.realm}{realm_note}\n")
+        f"realm:       {ext.realm}{realm_note}\n"
+        f"digest:      {ext.digest or 'default'}\n")
     return 0
 
 
@@ -161,6 +171,13 @@ def permission(args, ctx) -> int:
     name = _permission(args.permission)
     ctx.store.set_permission(number, name, args.state)
     ctx.out.write(f"extension {number}: {name} {'on' if args.state else 'off'}\n")
+    return 0
+
+
+def set_digest(args, ctx) -> int:
+    number = _number(args.number)
+    ctx.store.set_digest(number, "" if args.mode == "default" else args.mode)
+    ctx.out.write(f"extension {number}: digest {args.mode}\n")
     return 0
 
 

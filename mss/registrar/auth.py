@@ -8,8 +8,13 @@ Abuse rules live here too, because they decide on the same facts:
   gets the same answer (403) as a wrong password.
 - Brute force: each failed verification counts against the source address (``BanList``);
   a banned address gets no answer at all.
-- MD5 is offered first: SIPp 3.6.1 and older phones only answer the first challenge, and only
-  when it is MD5; modern clients pick SHA-256 (RFC 8760 §2.4).
+- One challenge by default: baresip 1.0 and SIPp 3.6.1 give up when a 401 offers MD5 and
+  SHA-256 together, so ``[auth] algorithms`` ships as ``["MD5"]``. An extension may be set to
+  its own algorithms (``mssctl extension digest``): it is challenged with those, named by the
+  To (REGISTER) or From (INVITE) user, and may answer with no other. An unknown user gets the
+  configured challenge, so only an extension whose setting differs from the default can be
+  told apart from an unknown one (docs/configuration.md). With both, MD5 comes first: clients
+  that only answer the first challenge keep working, modern ones pick SHA-256 (RFC 8760 §2.4).
 """
 # -*- test-case-name: tests.registrar.test_auth -*-
 from __future__ import annotations
@@ -23,8 +28,12 @@ from mss.sip import digest
 from mss.sip.errors import SIPParseError
 from mss.sip.uri import parse_uri
 
-_ALGORITHM_SPELLING = {"MD5": "MD5", "SHA-256": "SHA-256"}
 _NONCE_MARK = "mss-nonce-goes-here"
+
+
+def _ordered(algorithms) -> tuple[str, ...]:
+    """The supported algorithms among ``algorithms``, MD5 first (see the module docstring)."""
+    return tuple(a for a in ("MD5", "SHA-256") if a in algorithms)
 
 
 @attrs.frozen
@@ -58,28 +67,38 @@ class Authenticator:
     log = Logger()
 
     def __init__(self, directory, bans, realm: str, secret: bytes, nonce_lifetime: float = 300,
-                 algorithms=("MD5", "SHA-256"), on_ban=None):
+                 algorithms=("MD5",), on_ban=None):
         self.directory = directory          # number -> Extension | None (cached store view)
         self.bans = bans
         self.realm = realm
         self.nonces = digest.NonceFactory(secret)
         self.counter = digest.NonceCounter(lifetime=nonce_lifetime * 2)
         self.lifetime = nonce_lifetime
-        self.algorithms = tuple(a for a in ("MD5", "SHA-256") if a in algorithms) or ("MD5",)
+        self.algorithms = _ordered(algorithms) or ("MD5",)
         self.on_ban = on_ban
         self._dummy = {alg: digest.ha1(alg, "dummy", realm, os.urandom(8).hex())
                        for alg in ("MD5", "SHA-256")}
         self.failures = 0
-        # digest.challenge() text around the nonce, per algorithm: one format, built once
-        self._challenge_parts = {
-            stale: tuple(digest.challenge(realm, _NONCE_MARK, alg, stale=stale)
-                         .split(_NONCE_MARK) for alg in self.algorithms)
-            for stale in (False, True)}
+        # digest.challenge() text around the nonce, per (algorithms, stale): built once
+        self._challenge_parts: dict[tuple, tuple] = {}
 
-    def challenge_headers(self, header: str, now: float, stale: bool = False) -> tuple:
+    def challenge_headers(self, header: str, now: float, stale: bool = False,
+                          algorithms: tuple[str, ...] | None = None) -> tuple:
+        algorithms = algorithms or self.algorithms
+        parts = self._challenge_parts.get((algorithms, stale))
+        if parts is None:
+            parts = self._challenge_parts[algorithms, stale] = tuple(
+                digest.challenge(self.realm, _NONCE_MARK, alg, stale=stale).split(_NONCE_MARK)
+                for alg in _ordered(algorithms))
         nonce = self.nonces.make(now)       # base64url: quoting leaves it as it is
-        return tuple((header, f"{prefix}{nonce}{suffix}")
-                     for prefix, suffix in self._challenge_parts[stale])
+        return tuple((header, f"{prefix}{nonce}{suffix}") for prefix, suffix in parts)
+
+    def algorithms_for(self, number: str | None) -> tuple[str, ...]:
+        """The algorithms extension ``number`` is challenged with (the default if unknown)."""
+        ext = self.directory(number) if number is not None else None
+        if ext is None or not ext.enabled:
+            return self.algorithms
+        return ext.digest_algorithms(self.algorithms)
 
     def username_to_number(self, username: str) -> str:
         user = username
@@ -110,30 +129,31 @@ class Authenticator:
             if values and not parsed:
                 return self._fail(source_host, now, "unusable credentials")
             # none, or only for other realms (a phone reusing another server's credentials)
-            return AuthOutcome("challenge", headers=self.challenge_headers(challenge_header, now))
+            return AuthOutcome("challenge", headers=self.challenge_headers(
+                challenge_header, now, algorithms=self.algorithms_for(expected_user)))
         algorithm = digest.canonical_algorithm(creds.algorithm)
-        if algorithm not in self.algorithms or creds.qop != "auth":
+        number = self.username_to_number(creds.username)
+        ext = self.directory(number)
+        if ext is not None and not ext.enabled:
+            ext = None
+        allowed = ext.digest_algorithms(self.algorithms) if ext is not None else self.algorithms
+        if algorithm not in allowed or creds.qop != "auth":
             return self._fail(source_host, now, f"unsupported algorithm or qop {creds.algorithm}")
         if not self._same_uri(creds.uri, request.uri):
             return self._fail(source_host, now, "digest uri does not match the Request-URI")
         state = self.nonces.check(creds.nonce, now, self.lifetime)
         if state == "invalid":
             return self._fail(source_host, now, "invalid nonce")
-        number = self.username_to_number(creds.username)
-        ext = self.directory(number)
-        ha1_value = None
-        if ext is not None and ext.enabled:
-            ha1_value = ext.ha1_for(algorithm, creds.username, self.realm)
+        ha1_value = ext.ha1_for(algorithm, creds.username, self.realm) if ext is not None else None
         good = digest.verify(creds, ha1_value or self._dummy[algorithm], request.method)
         if not good or ha1_value is None:
             return self._fail(source_host, now, "wrong credentials")
         if expected_user is not None and number != expected_user:
             return self._fail(source_host, now, "credentials for another user")
-        if state == "stale":
-            return AuthOutcome("challenge", headers=self.challenge_headers(challenge_header, now, True))
-        if not self.counter.accept(creds.nonce, creds.nc, now):
-            # a replayed nonce-count: not a password failure, but no access either
-            return AuthOutcome("challenge", headers=self.challenge_headers(challenge_header, now, True))
+        if state == "stale" or not self.counter.accept(creds.nonce, creds.nc, now):
+            # an old nonce, or a replayed nonce-count: not a password failure, no access either
+            return AuthOutcome("challenge", headers=self.challenge_headers(
+                challenge_header, now, True, allowed))
         return AuthOutcome("ok", extension=ext)
 
     @staticmethod

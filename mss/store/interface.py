@@ -24,6 +24,9 @@ __all__ = [
 
 #: The digest algorithms whose HA1 the store keeps for every extension (RFC 8760).
 DIGEST_ALGORITHMS = ("MD5", "SHA-256")
+#: Per-extension digest choice (``mssctl extension digest``): the algorithms it is challenged
+#: with and may answer with. "" follows ``[auth] algorithms``.
+DIGEST_MODES = {"": None, "md5": ("MD5",), "sha-256": ("SHA-256",), "both": ("MD5", "SHA-256")}
 
 
 class StoreError(Exception):
@@ -96,6 +99,11 @@ class Extension:
     call_level: int
     ha1: dict = attrs.field(hash=False, repr=False)     # compared, not hashed, never shown
     realm: str = ""
+    digest: str = ""            # a key of DIGEST_MODES; "" follows [auth] algorithms
+
+    def digest_algorithms(self, default: tuple[str, ...]) -> tuple[str, ...]:
+        """The algorithms this extension is challenged with and may answer with."""
+        return DIGEST_MODES.get(self.digest) or default
 
     def ha1_for(self, algorithm: str, username: str, realm: str) -> str | None:
         """The stored HA1 for this digest username and algorithm, or None (wrong realm/user)."""
@@ -165,6 +173,9 @@ class IStore(Interface):
 
     def set_call_level(number, level):
         """Set the call level (0-99)."""
+
+    def set_digest(number, mode):
+        """Set the extension's digest algorithms: a key of ``DIGEST_MODES``."""
 
     # -- registration bindings
     def put_binding(binding):

@@ -149,6 +149,9 @@ MIGRATIONS: tuple[Migration, ...] = (
             extension   TEXT NOT NULL REFERENCES extensions(number) ON DELETE CASCADE
         );
     """),
+    Migration(5, "per-extension digest algorithms", """
+        ALTER TABLE extensions ADD COLUMN digest TEXT NOT NULL DEFAULT '';
+    """),
 )
 
 

@@ -26,8 +26,8 @@ from zope.interface import implementer
 
 from mss.sip.digest import ha1 as digest_ha1
 from mss.store.interface import (
-    DIGEST_ALGORITHMS, Ban, Binding, Extension, ExtensionExists, IStore, NoSuchExtension,
-    StoreError, validate_key, validate_name, validate_number, validate_permission)
+    DIGEST_ALGORITHMS, DIGEST_MODES, Ban, Binding, Extension, ExtensionExists, IStore,
+    NoSuchExtension, StoreError, validate_key, validate_name, validate_number, validate_permission)
 from mss.store.schema import MIGRATIONS, Migration, migrate
 from mss.store.sqlite_trunks import TrunkStoreMixin
 
@@ -162,14 +162,16 @@ class SQLiteStore(TrunkStoreMixin):
 
     def _extension(self, conn, number: str) -> Extension | None:
         row = conn.execute(
-            "SELECT number, name, enabled, call_level, realm, ha1 FROM extensions WHERE number = ?",
+            "SELECT number, name, enabled, call_level, realm, ha1, digest FROM extensions"
+            " WHERE number = ?",
             (number,)).fetchone()
         if row is None:
             return None
         perms = frozenset(p for (p,) in conn.execute(
             "SELECT permission FROM extension_permissions WHERE number = ?", (number,)))
         return Extension(number=row[0], name=row[1], enabled=bool(row[2]), permissions=perms,
-                         call_level=row[3], ha1=_ha1_from_json(row[5]), realm=row[4])
+                         call_level=row[3], ha1=_ha1_from_json(row[5]), realm=row[4],
+                         digest=row[6])
 
     def _require(self, conn, number: str) -> None:
         if conn.execute("SELECT 1 FROM extensions WHERE number = ?", (number,)).fetchone() is None:
@@ -214,9 +216,9 @@ class SQLiteStore(TrunkStoreMixin):
                 perms.setdefault(number, set()).add(permission)
             return [Extension(number=n, name=name, enabled=bool(enabled),
                               permissions=frozenset(perms.get(n, ())), call_level=level,
-                              ha1=_ha1_from_json(h), realm=realm)
-                    for n, name, enabled, level, realm, h in conn.execute(
-                        "SELECT number, name, enabled, call_level, realm, ha1 FROM extensions"
+                              ha1=_ha1_from_json(h), realm=realm, digest=digest)
+                    for n, name, enabled, level, realm, h, digest in conn.execute(
+                        "SELECT number, name, enabled, call_level, realm, ha1, digest FROM extensions"
                         " ORDER BY length(number), number")]
 
     def remove_extension(self, number: str) -> bool:
@@ -257,6 +259,14 @@ class SQLiteStore(TrunkStoreMixin):
         with self._write() as conn:
             self._require(conn, number)
             conn.execute("UPDATE extensions SET call_level = ? WHERE number = ?", (level, number))
+
+    def set_digest(self, number: str, mode: str) -> None:
+        if mode not in DIGEST_MODES:
+            raise StoreError(f"digest must be one of {', '.join(m or 'default' for m in DIGEST_MODES)},"
+                             f" not {mode!r}")
+        with self._write() as conn:
+            self._require(conn, number)
+            conn.execute("UPDATE extensions SET digest = ? WHERE number = ?", (mode, number))
 
     # -- registration bindings ---------------------------------------------------------------
 

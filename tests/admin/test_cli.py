@@ -145,6 +145,19 @@ class ExtensionCommandTests(CLITestCase):
         self.fails(2, "extension", "permission", "1001", "Bad!", "on")
         self.fails(1, "extension", "show", "1009")
 
+    def test_digest(self):
+        """``extension digest EXT md5|sha-256|both|default`` is stored and shown."""
+        self.ok("extension", "add", "1001", "--password", "pw")
+        self.assertIn("digest:      default\n", self.ok("extension", "show", "1001"))
+        self.assertEqual(self.ok("extension", "digest", "1001", "sha-256"),
+                         "extension 1001: digest sha-256\n")
+        self.assertEqual(self.open_store().get_extension("1001").digest, "sha-256")
+        self.assertIn("digest:      sha-256\n", self.ok("extension", "show", "1001"))
+        self.ok("extension", "digest", "1001", "default")
+        self.assertEqual(self.open_store().get_extension("1001").digest, "")
+        self.fails(2, "extension", "digest", "1001", "sha-512")
+        self.fails(1, "extension", "digest", "1009", "md5")
+
 
 class BanCommandTests(CLITestCase):
     def test_list_and_remove(self):

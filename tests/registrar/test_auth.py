@@ -25,6 +25,38 @@ class AuthTestCase(SynchronousTestCase):
 
 class ChallengeTests(AuthTestCase):
 
+    def test_default_is_one_md5_challenge(self):
+        """As shipped: one challenge, so baresip 1.0 and SIPp 3.6.1 can answer it."""
+        response = Phone(self.rig, "1001").send()
+        self.assertEqual(response.status, 401)
+        challenges = [digest.parse_challenge(v)
+                      for v in response.headers.get_lines("www-authenticate")]
+        self.assertEqual([c.algorithm for c in challenges], ["MD5"])
+        self.assertEqual((challenges[0].realm, challenges[0].qop), (REALM, ("auth",)))
+
+    def test_sha256_refused_when_not_offered(self):
+        self.assertEqual(Phone(self.rig, "1001", "right", algorithm="SHA-256").register().status,
+                         403)
+
+    def test_each_challenge_has_a_fresh_nonce(self):
+        a = Phone(self.rig, "1001").send()
+        b = Phone(self.rig, "1001").send()
+        self.assertNotEqual(a.headers.get("www-authenticate"), b.headers.get("www-authenticate"))
+
+    def test_md5_accepted(self):
+        self.assertEqual(Phone(self.rig, "1001", "right").register().status, 200)
+
+    def test_username_with_realm_accepted(self):
+        phone = Phone(self.rig, "1001", "right")
+        first = phone.send()
+        auth = phone.authorization(first, username=f"1001@{REALM}")
+        self.assertEqual(phone.send(auth=auth).status, 200)
+
+
+class BothAlgorithmsTests(AuthTestCase):
+    """``[auth] algorithms = ["MD5", "SHA-256"]``: both offered, MD5 first."""
+    rig_options = {"algorithms": ("MD5", "SHA-256")}
+
     def test_md5_first_then_sha256(self):
         response = Phone(self.rig, "1001").send()
         self.assertEqual(response.status, 401)
@@ -41,7 +73,7 @@ class ChallengeTests(AuthTestCase):
         """The prebuilt challenge text is what digest.challenge writes, stale or not, with a
         realm that needs quoting."""
         auth = Authenticator(lambda number: None, self.rig.bans, realm='odd "realm"',
-                             secret=b"s" * 32)
+                             secret=b"s" * 32, algorithms=("SHA-256", "MD5"))
         for stale in (False, True):
             headers = auth.challenge_headers("Proxy-Authenticate", START, stale)
             nonce = digest.parse_challenge(headers[0][1]).nonce
@@ -49,22 +81,55 @@ class ChallengeTests(AuthTestCase):
                 ("Proxy-Authenticate", digest.challenge('odd "realm"', nonce, alg, stale=stale))
                 for alg in ("MD5", "SHA-256")))
 
-    def test_each_challenge_has_a_fresh_nonce(self):
-        a = Phone(self.rig, "1001").send()
-        b = Phone(self.rig, "1001").send()
-        self.assertNotEqual(a.headers.get("www-authenticate"), b.headers.get("www-authenticate"))
+    def test_either_accepted(self):
+        self.assertEqual(Phone(self.rig, "1001", "right").register().status, 200)
+        self.assertEqual(Phone(self.rig, "1002", "other", algorithm="SHA-256").register().status,
+                         200)
 
-    def test_md5_accepted(self):
+    def test_extension_limited_to_md5(self):
+        self.rig.store.set_digest("1001", "md5")
+        self.rig.directory.invalidate()
+        challenges = Phone(self.rig, "1001").send().headers.get_lines("www-authenticate")
+        self.assertEqual([digest.parse_challenge(v).algorithm for v in challenges], ["MD5"])
+        self.assertEqual(Phone(self.rig, "1001", "right", algorithm="SHA-256").register().status,
+                         403)
         self.assertEqual(Phone(self.rig, "1001", "right").register().status, 200)
 
-    def test_sha256_accepted(self):
-        self.assertEqual(Phone(self.rig, "1001", "right", algorithm="SHA-256").register().status, 200)
 
-    def test_username_with_realm_accepted(self):
-        phone = Phone(self.rig, "1001", "right")
-        first = phone.send()
-        auth = phone.authorization(first, username=f"1001@{REALM}")
-        self.assertEqual(phone.send(auth=auth).status, 200)
+class PerExtensionDigestTests(AuthTestCase):
+    """``mssctl extension digest EXT sha-256``: that extension alone is challenged with, and
+    may only answer with, SHA-256; the others and unknown users keep the default."""
+
+    def setUp(self):
+        super().setUp()
+        self.rig.store.set_digest("1001", "sha-256")
+        self.rig.directory.invalidate()
+
+    def algorithms(self, number):
+        response = Phone(self.rig, number).send()
+        return [digest.parse_challenge(v).algorithm
+                for v in response.headers.get_lines("www-authenticate")]
+
+    def test_challenge_follows_the_extension(self):
+        self.assertEqual(self.algorithms("1001"), ["SHA-256"])
+        self.assertEqual(self.algorithms("1002"), ["MD5"])
+        self.assertEqual(self.algorithms("1999"), ["MD5"])     # unknown: the default
+
+    def test_sha256_accepted_md5_refused(self):
+        self.assertEqual(Phone(self.rig, "1001", "right", algorithm="SHA-256").register().status,
+                         200)
+        self.assertEqual(Phone(self.rig, "1001", "right").register().status, 403)
+
+    def test_both(self):
+        self.rig.store.set_digest("1001", "both")
+        self.rig.directory.invalidate()
+        self.assertEqual(self.algorithms("1001"), ["MD5", "SHA-256"])
+        self.assertEqual(Phone(self.rig, "1001", "right").register().status, 200)
+
+    def test_back_to_default(self):
+        self.rig.store.set_digest("1001", "")
+        self.rig.directory.invalidate()
+        self.assertEqual(self.algorithms("1001"), ["MD5"])
 
 
 class RefusalTests(AuthTestCase):

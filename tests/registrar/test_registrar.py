@@ -10,6 +10,7 @@ from __future__ import annotations
 import secrets
 
 from twisted.internet.task import Clock
+import attrs
 from twisted.trial.unittest import SynchronousTestCase
 
 from mss.registrar.abuse import BanList
@@ -32,7 +33,7 @@ class Rig:
     """Core + registrar + authenticator + bindings on one store and one Clock."""
 
     def __init__(self, *, store=None, clock=None, max_devices=5, threshold=3, allow=(),
-                 min_expires=60, max_expires=3600, default_expires=3600):
+                 min_expires=60, max_expires=3600, default_expires=3600, algorithms=("MD5",)):
         self.clock = clock or Clock()
         if clock is None:
             self.clock.advance(START)
@@ -42,7 +43,8 @@ class Rig:
         self.bans = BanList(threshold=threshold, window=60, ban_time=600, allow=allow)
         self.banned = []
         self.auth = Authenticator(self.directory, self.bans, realm=REALM, secret=b"s" * 32,
-                                  nonce_lifetime=300, on_ban=self.banned.append)
+                                  nonce_lifetime=300, on_ban=self.banned.append,
+                                  algorithms=algorithms)
         self.bindings = BindingTable(self.store, self.core.timers, max_devices=max_devices)
         self.registrar = Registrar(self.core, self.clock, self.auth, self.bindings,
                                    self.directory, min_expires=min_expires,
@@ -114,7 +116,9 @@ class Phone:
     def authorization(self, challenge_response, username=None, uri=f"sip:{REALM}", nc=1):
         challenges = [digest.parse_challenge(v)
                       for v in challenge_response.headers.get_lines("www-authenticate")]
-        chosen = [c for c in challenges if c.algorithm == self.algorithm][0]
+        chosen = next((c for c in challenges if c.algorithm == self.algorithm), None)
+        if chosen is None:      # answer with our algorithm anyway (a downgrade or upgrade try)
+            chosen = attrs.evolve(challenges[0], algorithm=self.algorithm)
         return digest.authorization(chosen, username or self.number, self.password, "REGISTER",
                                     uri, secrets.token_hex(4), nc=nc)
 

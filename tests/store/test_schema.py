@@ -8,9 +8,9 @@ import sqlite3
 from twisted.trial.unittest import SynchronousTestCase
 
 from mss.store import schema
-from mss.store.interface import StoreError
+from mss.store.interface import Extension, StoreError
 from mss.store.schema import MIGRATIONS, Migration, migrate
-from mss.store.sqlite import SQLiteStore
+from mss.store.sqlite import SQLiteStore, _ha1_to_json, compute_ha1
 
 NEXT = len(MIGRATIONS) + 1          # the version an appended migration gets
 
@@ -30,15 +30,19 @@ class MigrationTests(SynchronousTestCase):
     def test_upgrade_from_version_1_keeps_data(self):
         old = SQLiteStore(self.path, migrations=MIGRATIONS[:1])
         self.assertEqual(old.schema_version(), 1)
-        old.add_extension("1001", "pw", "mss.local", permissions=["multi_device"])
-        ext = old.get_extension("1001")
+        ha1 = compute_ha1("1001", "mss.local", "pw")
+        with old._write() as conn:      # as version 1 wrote it (today's code reads newer columns)
+            conn.execute("INSERT INTO extensions (number, name, enabled, call_level, realm, ha1)"
+                         " VALUES ('1001', 'Desk', 1, 3, 'mss.local', ?)", (_ha1_to_json(ha1),))
+            conn.execute("INSERT INTO extension_permissions VALUES ('1001', 'multi_device')")
         old.close()
         self.assertNotIn("service_settings", tables(self.path))
 
         store = SQLiteStore(self.path)
         self.addCleanup(store.close)
         self.assertEqual(store.schema_version(), len(MIGRATIONS))
-        self.assertEqual(store.get_extension("1001"), ext)
+        self.assertEqual(store.get_extension("1001"), Extension(
+            "1001", "Desk", True, frozenset(["multi_device"]), 3, ha1, "mss.local", ""))
         store.set_service_setting("vm", "x", 1)
         self.assertEqual(store.get_service_settings("vm"), {"x": 1})
 

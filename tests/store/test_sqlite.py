@@ -203,6 +203,17 @@ class ExtensionTests(StoreTestMixin, SynchronousTestCase):
         self.assertRaises(NoSuchExtension, self.store.set_enabled, "9", True)
         self.assertRaises(NoSuchExtension, self.store.set_call_level, "9", 1)
 
+    def test_digest_mode(self):
+        self.store.add_extension("1001", "pw", REALM)
+        self.assertEqual(self.store.get_extension("1001").digest, "")
+        self.assertEqual(self.store.get_extension("1001").digest_algorithms(("MD5",)), ("MD5",))
+        self.store.set_digest("1001", "sha-256")
+        ext = self.store.get_extension("1001")
+        self.assertEqual(ext.digest_algorithms(("MD5",)), ("SHA-256",))
+        self.assertEqual(self.store.list_extensions()[0].digest, "sha-256")
+        self.assertRaises(StoreError, self.store.set_digest, "1001", "SHA-512")
+        self.assertRaises(NoSuchExtension, self.store.set_digest, "9", "md5")
+
     def test_persistence(self):
         self.store.add_extension("1001", "pw", REALM, name="Bob", permissions=["multi_device"])
         self.store.put_binding(binding())
