@@ -30,6 +30,7 @@ from mss.registrar.bindings import BindingTable
 from mss.registrar.directory import Directory
 from mss.registrar.registrar import MULTI_DEVICE, Registrar
 from mss.sip.core import OptionsResponder, SipCore
+from mss.store.interface import StoreError
 from mss.store.sqlite import SQLiteStore
 from mss.transport.shell import SipShell
 from mss.trunk.dispatcher import TrunkDispatcher
@@ -39,16 +40,29 @@ log = Logger()
 
 class Options(usage.Options):
     synopsis = "[--config FILE]"
-    longdesc = "Run the mss SIP softswitch. Settings come from etc/mss.toml (see docs)."
+    longdesc = ("Run the mss SIP softswitch. Settings come from the first of: "
+                f"{mss_config.SEARCH_ORDER} (docs/configuration.md).")
     optParameters = [
-        ["config", "c", None, "Configuration file (default: ./etc/mss.toml, else the packaged one)."],
+        ["config", "c", None, "Configuration file (default: the first of "
+                              f"${mss_config.ENVIRONMENT}, ./etc/mss.toml, "
+                              f"{mss_config.SYSTEM_PATH})."],
     ]
 
     def postOptions(self):
         try:
             self["settings"] = mss_config.load(self["config"])
+            check_store(self["settings"])
         except mss_config.ConfigError as e:
             raise usage.UsageError(str(e))
+
+
+def check_store(settings) -> None:
+    """Open (creating if needed) the store once before start-up, so that a store that cannot
+    be opened is one line naming the configuration, the store file and the problem."""
+    try:
+        SQLiteStore(settings["store"]["path"]).close()
+    except StoreError as e:
+        raise mss_config.ConfigError(settings.path, "store.path", str(e))
 
 
 _LEVELS = {"debug": LogLevel.debug, "info": LogLevel.info, "warn": LogLevel.warn,

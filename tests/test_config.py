@@ -147,27 +147,102 @@ class GoodConfigTests(ConfigTestCase):
         settings = config.load(self.write('[sip]\nbind = "localhost"\n'))
         self.assertEqual(settings["sip"]["bind"], "127.0.0.1")
 
-    def test_packaged_file_is_valid(self):
-        from importlib import resources
-        path = str(resources.files("mss").joinpath("etc/mss.toml"))
+    def test_checkout_file_is_valid(self):
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        path = os.path.join(root, "etc", "mss.toml")
         self.assertEqual(config.problems(path), [])
-        self.assertEqual(config.load(path).path, path)
+        settings = config.load(path)
+        self.assertEqual(settings["store"]["path"], os.path.join(root, "etc", "../var/mss.sqlite"))
+        self.assertEqual(settings["services"]["path"], os.path.join(root, "lua", "services"))
 
-    def test_default_path_prefers_local_etc(self):
-        directory = os.path.abspath(self.mktemp())
-        os.makedirs(os.path.join(directory, "etc"))
-        local = os.path.join(directory, "etc", "mss.toml")
-        with open(local, "w") as f:
+    def test_packaged_example_refused_as_is(self):
+        """Its store would land inside the installed package (deleted by a reinstall)."""
+        problems = config.problems(config.example_path())
+        self.assertEqual(len(problems), 1, problems)
+        self.assertEqual(problems[0].key, "store.path")
+        self.assertIn("inside the installed mss package", str(problems[0]))
+        self.assertIn(config.SYSTEM_PATH, str(problems[0]))
+
+    def test_nothing_written_inside_package(self):
+        inside = os.path.join(config.PACKAGE_DIR, "var")
+        for section, key in config.WRITTEN:
+            text = f'[{section}]\n{key} = "{inside}/x"\n'
+            e = self.assertRaises(config.ConfigError, config.load, self.write(text))
+            self.assertEqual(e.key, f"{section}.{key}")
+
+    def test_services_beside_etc(self):
+        """An install root with etc/ and lua/services/ uses its own services."""
+        root = os.path.abspath(self.mktemp())
+        os.makedirs(os.path.join(root, "etc"))
+        os.makedirs(os.path.join(root, "lua", "services"))
+        path = os.path.join(root, "etc", "mss.toml")
+        with open(path, "w") as f:
             f.write("")
-        cwd = os.getcwd()
-        self.addCleanup(os.chdir, cwd)
-        os.chdir(directory)
-        self.assertEqual(config.default_path(), local)
-        os.chdir(os.path.dirname(directory))
-        self.assertTrue(config.default_path().endswith(os.path.join("mss", "etc", "mss.toml")))
+        self.assertEqual(config.load(path)["services"]["path"],
+                         os.path.join(root, "lua", "services"))
+        # elsewhere (e.g. /etc/mss): the packaged services
+        other = self.write("")
+        self.assertEqual(config.load(other)["services"]["path"],
+                         os.path.join(config.PACKAGE_DIR, "lua", "services"))
+
 
     def test_from_dict(self):
         settings = config.from_dict({"sip": {"port": 5070}})
         self.assertEqual(settings["sip"]["port"], 5070)
         e = self.assertRaises(config.ConfigError, config.from_dict, {"sip": {"port": "x"}})
         self.assertEqual(str(e).split(": ")[0:2], ["<test>", "sip.port"])
+
+class LocateTests(ConfigTestCase):
+    """The switch and mssctl find the same file: --config, $MSS_CONFIG, ./etc/mss.toml,
+    /etc/mss/mss.toml; never the packaged example."""
+
+    def setUp(self):
+        self.cwd = os.path.abspath(self.mktemp())
+        os.makedirs(os.path.join(self.cwd, "etc"))
+        self.local = os.path.join(self.cwd, "etc", "mss.toml")
+        self.system = os.path.abspath(self.mktemp())
+        self.patch(config, "SYSTEM_PATH", self.system)
+
+    def touch(self, path):
+        with open(path, "w") as f:
+            f.write("")
+
+    def test_order(self):
+        env = {"MSS_CONFIG": "/from/env.toml"}
+        self.touch(self.local)
+        self.touch(self.system)
+        self.assertEqual(config.locate("/given.toml", env, self.cwd), "/given.toml")
+        self.assertEqual(config.locate(None, env, self.cwd), "/from/env.toml")
+        self.assertEqual(config.locate(None, {}, self.cwd), self.local)
+        os.remove(self.local)
+        self.assertEqual(config.locate(None, {}, self.cwd), self.system)
+
+    def test_empty_environment_variable_ignored(self):
+        self.touch(self.local)
+        self.assertEqual(config.locate(None, {"MSS_CONFIG": ""}, self.cwd), self.local)
+
+    def test_missing_named_file_reported_by_name(self):
+        """A --config or $MSS_CONFIG that does not exist is an error, not a fallback."""
+        missing = os.path.join(self.cwd, "nope.toml")
+        self.touch(self.local)
+        self.assertEqual(config.locate(None, {"MSS_CONFIG": missing}, self.cwd), missing)
+        self.patch(os, "environ", {"MSS_CONFIG": missing})
+        e = self.assertRaises(config.ConfigError, config.load)
+        self.assertTrue(str(e).startswith(missing + ": cannot read file"), str(e))
+
+    def test_nothing_found_one_line(self):
+        e = self.assertRaises(config.ConfigError, config.locate, None, {}, self.cwd)
+        message = str(e)
+        self.assertNotIn("\n", message)
+        self.assertTrue(message.startswith("no configuration file (looked for --config, "
+                                           "$MSS_CONFIG, ./etc/mss.toml, "), message)
+        self.assertIn(config.example_path(), message)
+
+    def test_load_uses_cwd(self):
+        self.touch(self.local)
+        cwd = os.getcwd()
+        self.addCleanup(os.chdir, cwd)
+        os.chdir(self.cwd)
+        self.patch(os, "environ", {})
+        self.assertEqual(config.default_path(), self.local)
+        self.assertEqual(config.load().path, self.local)

@@ -45,6 +45,33 @@ class OptionsTests(SynchronousTestCase):
         self.assertEqual(options["settings"]["sip"]["port"], 5070)
         self.assertEqual(options["settings"].path, path)
 
+    def test_store_that_cannot_be_created_is_one_line(self):
+        """A store in a missing/unwritable place or a file that is not SQLite stops start-up
+        with one line naming the configuration, the store file and the problem."""
+        blocker = os.path.abspath(self.mktemp())
+        with open(blocker, "w") as f:
+            f.write("a file, not a directory")
+        not_sqlite = os.path.abspath(self.mktemp())
+        with open(not_sqlite, "wb") as f:
+            f.write(b"this is not an SQLite database, just some bytes" * 100)
+        for store, problem in ((os.path.join(blocker, "x.sqlite"), "cannot create the database"),
+                               (not_sqlite, "not a usable mss database")):
+            path = self.write(f'[store]\npath = "{store}"\n')
+            e = self.assertRaises(usage.UsageError, tap.Options().parseOptions, ["-c", path])
+            message = str(e)
+            self.assertNotIn("\n", message)
+            self.assertTrue(message.startswith(f"{path}: store.path: {store}: {problem}"),
+                            message)
+
+    def test_search_order_is_the_config_module_s(self):
+        """twistd mss and mssctl locate the file with the same function."""
+        directory = os.path.dirname(self.write("[sip]\nport = 5071\n"))
+        self.patch(os, "environ", {"MSS_CONFIG": os.path.join(directory, "mss.toml")})
+        options = tap.Options()
+        options.parseOptions([])
+        self.assertEqual(options["settings"]["sip"]["port"], 5071)
+        self.assertIn("$MSS_CONFIG, ./etc/mss.toml, /etc/mss/mss.toml", str(options))
+
     def test_plugin_registered(self):
         from twisted.plugin import getPlugins
         from twisted.application.service import IServiceMaker
