@@ -112,12 +112,33 @@ def reload(args, ctx) -> int:
 
 
 def status(args, ctx) -> int:
+    """Which configuration and store are in use comes first: it is what to check when mssctl
+    and the switch disagree (and it is shown even when the switch is not running)."""
+    config = ctx.config
+    ctx.out.write(f"configuration: {config.path}\nstore: {config['store']['path']}\n")
+    ctx.out.flush()
     s = _ask(ctx, "status")
+    theirs = (s.get("config"), s.get("store"))
+    if all(theirs) and theirs != (config.path, config["store"]["path"]):
+        ctx.out.write(f"the running switch uses: configuration {theirs[0]}, store {theirs[1]}\n")
     ctx.out.write(f"calls: {s['calls']} ({s['answered']} answered)\n"
                   f"registrations: {s['registrations']}\n"
                   f"accepting new calls: {'yes' if s['accepting'] else 'no (shutting down)'}\n"
                   f"{_trace_text(s['trace'])}\n")
+    ctx.out.write(_media_text(s.get("media") or {}) + "\n")
     return 0
+
+
+def _media_text(media: dict) -> str:
+    """``media: up since ... (address)`` / ``media: down since ...: why`` / ``media: off``."""
+    import time
+    if "up" not in media:
+        return f"media: {media.get('mode', 'off')}"
+    since = media.get("since")
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(since)) if since else "start-up"
+    if media["up"]:
+        return f"media: up since {when} ({media.get('address') or '?'})"
+    return f"media: down since {when}: {media.get('reason') or 'unknown'}"
 
 
 def manhole_password(args, ctx) -> int:

@@ -241,6 +241,14 @@ class Operations:
                          "state": state, "calls": active.get(trunk.name, {})})
         return rows
 
+    def media(self) -> dict:
+        """The media gateway as the switch's monitor sees it: mode, up, since, reason."""
+        mode = self.switch.settings["media"]["mode"] if hasattr(self.switch, "settings") else "?"
+        health = getattr(self.switch, "media_health", None)
+        if health is None:
+            return {"mode": mode}
+        return {"mode": mode, **health.describe()}
+
     def services(self) -> list[dict]:
         engine = service_engine(self.switch)
         if engine is None:
@@ -256,7 +264,9 @@ class Operations:
                 "registrations": sum(len(self.switch.bindings.get(a))
                                      for a in self.switch.bindings.aors()),
                 "accepting": getattr(manager, "accepting", True),
-                "trace": self.trace_selection.describe()}
+                "trace": self.trace_selection.describe(),
+                "config": getattr(getattr(self.switch, "settings", None), "path", ""),
+                "store": getattr(getattr(self.switch, "store", None), "path", "")}
 
     # -- acting ------------------------------------------------------------------------------
     def hangup(self, call_id: str, by: str = "operator") -> dict:

@@ -84,6 +84,24 @@ class RunningSwitchTests(unittest.TestCase):
         self.assertEqual(code, 1)
         self.assertIn("no live call", err)
 
+    async def test_status_names_configuration_and_store(self):
+        store = os.path.join(self.dir, "mss.sqlite")
+        code, out, err = await self.mssctl("status")
+        self.assertEqual(code, 0, err)
+        self.assertEqual(out.splitlines()[:3], [f"configuration: {self.config}",
+                                                f"store: {store}", "calls: 0 (0 answered)"])
+        # a switch started with another file (same control socket) is pointed out
+        self.live.switch.settings.path = os.path.join(self.dir, "other.toml")
+        code, out, err = await self.mssctl("status")
+        self.assertEqual(out.splitlines()[2], "the running switch uses: configuration "
+                                              f"{self.dir}/other.toml, store {store}")
+        # and what mssctl uses is shown even when the switch is not running
+        await self.service.stopService()
+        code, out, err = await self.mssctl("status")
+        self.assertEqual(code, 1)
+        self.assertEqual(out, f"configuration: {self.config}\nstore: {store}\n")
+        self.assertIn("not running", err)
+
     async def test_reload_reports_failures(self):
         self.live.switch.service_engine = None
         code, out, err = await self.mssctl("reload")
