@@ -166,6 +166,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "ban_time": Key(int, 600, _positive),
         "allow": Key(list, [], _addresses),
         "drop_user_agents": Key(list, ["friendly-scanner", "sipvicious", "sipcli", "sip-scan"]),
+        "min_password_length": Key(int, 8, _positive),       # extension passwords (mssctl)
     },
     "calls": {
         "no_answer_timeout": Key(int, 30, _positive),

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import getpass
 import importlib
 import sqlite3
 import sys
@@ -46,7 +47,7 @@ from mss import config as mss_config
 from mss.store.interface import StoreError
 
 __all__ = ["COMMAND_MODULES", "CommandError", "Context", "main", "build_parser", "format_table",
-           "on_off", "read_secret"]
+           "on_off", "read_password", "read_secret"]
 
 #: Modules that each contribute a command group through ``add_parser(subparsers)``.
 COMMAND_MODULES = [
@@ -127,15 +128,36 @@ def on_off(value: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected on or off, not {value!r}")
 
 
+def _is_terminal(stream) -> bool:
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
+
+
 def read_secret(value: str, ctx: Context, what: str = "password") -> str:
-    """``-`` means: read the secret from the first line of stdin (keeps it out of ``ps``)."""
+    """``-`` means: read the secret from standard input, so that it never shows in ``ps``:
+    asked for twice without echo on a terminal, else the first line (scripts, pipes)."""
     if value != "-":
         return value
-    line = ctx.stdin.readline()
-    secret = line.rstrip("\r\n")
+    if _is_terminal(ctx.stdin):
+        secret = getpass.getpass(f"{what}: ")
+        if secret and getpass.getpass(f"{what} again: ") != secret:
+            raise CommandError(f"the two {what}s differ", 1)
+    else:
+        secret = ctx.stdin.readline().rstrip("\r\n")
     if not secret:
         raise CommandError(f"no {what} on standard input", 2)
     return secret
+
+
+def read_password(value: str, ctx: Context) -> str:
+    """An extension's SIP password (``-``: see ``read_secret``), refused when shorter than
+    ``[security] min_password_length``: scanners brute-force SIP passwords around the clock."""
+    password = read_secret(value, ctx)
+    minimum = ctx.config["security"]["min_password_length"]
+    if len(password) < minimum:
+        raise CommandError(f"the password is too short: at least {minimum} characters "
+                           f"([security] min_password_length)", 1)
+    return password
 
 
 def format_table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:

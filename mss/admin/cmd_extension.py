@@ -2,11 +2,13 @@
 """``mssctl extension ...``: add, list, show, remove and change extensions.
 
 Passwords are turned into HA1 values for the configured realm (``[auth] realm``) right away;
-the store never sees the clear password. A password argument of ``-`` is read from stdin.
+the store never sees the clear password. A password argument of ``-`` is read from stdin
+(prompted for without echo on a terminal); passwords shorter than ``[security]
+min_password_length`` are refused.
 """
 from __future__ import annotations
 
-from mss.admin.cli import CommandError, format_table, on_off, read_secret
+from mss.admin.cli import CommandError, format_table, on_off, read_password
 from mss.store.interface import StoreError, validate_number, validate_permission
 
 MULTI_DEVICE = "multi_device"
@@ -18,7 +20,9 @@ def add_parser(subparsers) -> None:
 
     q = sub.add_parser("add", help="add an extension")
     q.add_argument("number")
-    q.add_argument("--password", required=True, help="SIP password ('-' reads it from stdin)")
+    q.add_argument("--password", required=True,
+                   help="SIP password ('-' reads it from stdin; at least [security] "
+                   "min_password_length characters)")
     q.add_argument("--name", default="", help="display name")
     q.add_argument("--multi-device", action="store_true",
                    help="allow several devices to register at once")
@@ -91,7 +95,7 @@ def _permission(text: str) -> str:
 
 def add(args, ctx) -> int:
     number = _number(args.number)
-    password = read_secret(args.password, ctx)
+    password = read_password(args.password, ctx)
     permissions = [_permission(p) for p in args.permission]
     if args.multi_device:
         permissions.append(MULTI_DEVICE)
@@ -147,7 +151,7 @@ def remove(args, ctx) -> int:
 
 def set_password(args, ctx) -> int:
     number = _number(args.number)
-    ctx.store.set_password(number, read_secret(args.password, ctx), ctx.realm)
+    ctx.store.set_password(number, read_password(args.password, ctx), ctx.realm)
     ctx.out.write(f"extension {number}: password changed\n")
     return 0
 

@@ -50,9 +50,9 @@ class CLITestCase(SynchronousTestCase):
 
 class ExtensionCommandTests(CLITestCase):
     def test_add_and_list(self):
-        self.assertEqual(self.ok("extension", "add", "1001", "--password", "pw1", "--name", "Alice",
+        self.assertEqual(self.ok("extension", "add", "1001", "--password", "pw1-alice", "--name", "Alice",
                                  "--multi-device"), "extension 1001 added\n")
-        self.ok("extension", "add", "1002", "--password", "pw2")
+        self.ok("extension", "add", "1002", "--password", "pw2-bobby")
         out = self.ok("extension", "list")
         self.assertEqual(out.splitlines(), [
             "NUMBER  NAME   ENABLED  LEVEL  PERMISSIONS",
@@ -62,7 +62,7 @@ class ExtensionCommandTests(CLITestCase):
         ext = self.open_store().get_extension("1001")
         self.assertEqual(ext.realm, "pbx.example")          # realm defaults to sip.domain
         self.assertEqual(ext.ha1_for("SHA-256", "1001@pbx.example", "pbx.example"),
-                         digest.ha1("SHA-256", "1001@pbx.example", "pbx.example", "pw1"))
+                         digest.ha1("SHA-256", "1001@pbx.example", "pbx.example", "pw1-alice"))
 
     def test_store_created_relative_to_config(self):
         self.assertFalse(os.path.exists(self.db))
@@ -78,21 +78,21 @@ class ExtensionCommandTests(CLITestCase):
         self.assertEqual(ext.ha1[("MD5", "+4930")], digest.ha1("MD5", "+4930", "pbx.example", "fromstdin"))
 
     def test_add_errors(self):
-        self.ok("extension", "add", "1001", "--password", "pw")
-        err = self.fails(1, "extension", "add", "1001", "--password", "pw")
+        self.ok("extension", "add", "1001", "--password", "pw-12345")
+        err = self.fails(1, "extension", "add", "1001", "--password", "pw-12345")
         self.assertEqual(err, "mssctl: error: extension 1001 already exists\n")
-        err = self.fails(2, "extension", "add", "10a1", "--password", "pw")
+        err = self.fails(2, "extension", "add", "10a1", "--password", "pw-12345")
         self.assertIn("must be digits", err)
         err = self.fails(2, "extension", "add", "1002")
         self.assertIn("--password", err)
         self.fails(2, "extension", "add", "1002", "--password", "-", stdin="")
-        self.fails(2, "extension", "add", "1002", "--password", "x", "--permission", "No Way")
-        self.fails(1, "extension", "add", "1002", "--password", "x", "--call-level", "500")
+        self.fails(2, "extension", "add", "1002", "--password", "x-longer-one", "--permission", "No Way")
+        self.fails(1, "extension", "add", "1002", "--password", "x-longer-one", "--call-level", "500")
         self.fails(1, "extension", "add", "1002", "--password", "")
         self.assertEqual([e.number for e in self.open_store().list_extensions()], ["1001"])
 
     def test_remove(self):
-        self.ok("extension", "add", "1001", "--password", "pw")
+        self.ok("extension", "add", "1001", "--password", "pw-12345")
         store = self.open_store()
         store.put_binding(Binding("1001", "k", "sip:1001@192.0.2.1", NOW + 60, "c", 1, "udp",
                                   "192.0.2.1", 5060, NOW))
@@ -103,17 +103,72 @@ class ExtensionCommandTests(CLITestCase):
         self.assertEqual(err, "mssctl: error: extension 1001 does not exist\n")
 
     def test_set_password(self):
-        self.ok("extension", "add", "1001", "--password", "old")
-        self.ok("extension", "set-password", "1001", "new")
+        self.ok("extension", "add", "1001", "--password", "old-pass")
+        self.ok("extension", "set-password", "1001", "new-pass")
         ext = self.open_store().get_extension("1001")
-        self.assertEqual(ext.ha1[("MD5", "1001")], digest.ha1("MD5", "1001", "pbx.example", "new"))
-        self.ok("extension", "set-password", "1001", "-", stdin="third\n")
+        self.assertEqual(ext.ha1[("MD5", "1001")], digest.ha1("MD5", "1001", "pbx.example", "new-pass"))
+        self.ok("extension", "set-password", "1001", "-", stdin="third-pass\n")
         self.assertEqual(self.open_store().get_extension("1001").ha1[("MD5", "1001")],
-                         digest.ha1("MD5", "1001", "pbx.example", "third"))
-        self.fails(1, "extension", "set-password", "1009", "x")
+                         digest.ha1("MD5", "1001", "pbx.example", "third-pass"))
+        self.fails(1, "extension", "set-password", "1009", "x-longer-one")
+
+    def test_short_passwords_refused(self):
+        """Add and set-password refuse fewer than [security] min_password_length (8) characters,
+        from the command line and from stdin alike; nothing is stored."""
+        message = ("mssctl: error: the password is too short: at least 8 characters "
+                   "([security] min_password_length)\n")
+        self.assertEqual(self.fails(1, "extension", "add", "1001", "--password", "s3cret"), message)
+        self.assertEqual(self.fails(1, "extension", "add", "1001", "--password", "-",
+                                    stdin="1234567\n"), message)
+        self.assertEqual(self.open_store().list_extensions(), [])
+        self.ok("extension", "add", "1001", "--password", "12345678")
+        before = self.open_store().get_extension("1001").ha1
+        self.assertEqual(self.fails(1, "extension", "set-password", "1001", "a"), message)
+        self.assertEqual(self.fails(1, "extension", "set-password", "1001", "-",
+                                    stdin="short\n"), message)
+        self.assertEqual(self.open_store().get_extension("1001").ha1, before)
+
+    def test_min_password_length_is_configurable(self):
+        with open(self.config, "a") as f:
+            f.write("min_password_length = 12\n")
+        err = self.fails(1, "extension", "add", "1001", "--password", "elevenchars")
+        self.assertIn("at least 12 characters", err)
+        self.ok("extension", "add", "1001", "--password", "twelve-chars")
+
+    def test_password_prompted_without_echo_on_a_terminal(self):
+        """``--password -`` on a terminal asks twice through getpass (no echo), never readline."""
+        class Terminal(io.StringIO):
+            def isatty(self):
+                return True
+
+        answers, prompts = [], []
+
+        def getpass(prompt):
+            prompts.append(prompt)
+            return answers.pop(0)
+        self.patch(cli.getpass, "getpass", getpass)
+
+        def run(*argv):
+            out, err = io.StringIO(), io.StringIO()
+            code = cli.main(["--config", self.config, *argv], out=out, err=err,
+                            stdin=Terminal("not-this-line\n"), clock=lambda: NOW)
+            return code, err.getvalue()
+
+        answers[:] = ["typed-secret", "typed-secret"]
+        self.assertEqual(run("extension", "add", "1001", "--password", "-"), (0, ""))
+        self.assertEqual(prompts, ["password: ", "password again: "])
+        self.assertEqual(self.open_store().get_extension("1001").ha1[("MD5", "1001")],
+                         digest.ha1("MD5", "1001", "pbx.example", "typed-secret"))
+        answers[:] = ["other-secret", "other-secreT"]
+        self.assertEqual(run("extension", "set-password", "1001", "-"),
+                         (1, "mssctl: error: the two passwords differ\n"))
+        answers[:] = ["shorty", "shorty"]
+        code, err = run("extension", "set-password", "1001", "-")
+        self.assertEqual(code, 1)
+        self.assertIn("too short", err)
 
     def test_multi_device(self):
-        self.ok("extension", "add", "1001", "--password", "pw")
+        self.ok("extension", "add", "1001", "--password", "pw-12345")
         self.assertEqual(self.ok("extension", "multi-device", "1001", "on"),
                          "extension 1001: multi-device on\n")
         self.assertIn("multi_device", self.open_store().get_extension("1001").permissions)
@@ -123,7 +178,7 @@ class ExtensionCommandTests(CLITestCase):
         self.fails(1, "extension", "multi-device", "1009", "on")
 
     def test_enable_disable(self):
-        self.ok("extension", "add", "1001", "--password", "pw")
+        self.ok("extension", "add", "1001", "--password", "pw-12345")
         self.assertEqual(self.ok("extension", "disable", "1001"), "extension 1001 disabled\n")
         self.assertFalse(self.open_store().get_extension("1001").enabled)
         self.assertIn("1001    -     no", self.ok("extension", "list"))
@@ -132,7 +187,7 @@ class ExtensionCommandTests(CLITestCase):
         self.fails(1, "extension", "enable", "1009")
 
     def test_permission_and_level(self):
-        self.ok("extension", "add", "1001", "--password", "pw")
+        self.ok("extension", "add", "1001", "--password", "pw-12345")
         self.ok("extension", "permission", "1001", "call_waiting_off", "on")
         self.ok("extension", "permission", "1001", "overstep", "on")
         self.ok("extension", "permission", "1001", "overstep", "off")
@@ -147,7 +202,7 @@ class ExtensionCommandTests(CLITestCase):
 
     def test_digest(self):
         """``extension digest EXT md5|sha-256|both|default`` is stored and shown."""
-        self.ok("extension", "add", "1001", "--password", "pw")
+        self.ok("extension", "add", "1001", "--password", "pw-12345")
         self.assertIn("digest:      default\n", self.ok("extension", "show", "1001"))
         self.assertEqual(self.ok("extension", "digest", "1001", "sha-256"),
                          "extension 1001: digest sha-256\n")

@@ -165,7 +165,7 @@ class RouteCommandTests(CLITestCase):
 
 class DIDCommandTests(CLITestCase):
     def test_add_list_remove(self):
-        self.ok("extension", "add", "1001", "--password", "pw-1001")
+        self.ok("extension", "add", "1001", "--password", "pw-1001-did")
         self.assertEqual(self.ok("did", "add", "+8675512345678", "--extension", "1001"),
                          "DID +8675512345678 -> 1001\n")
         self.ok("did", "add", "2000", "--extension", "1001")
@@ -176,6 +176,6 @@ class DIDCommandTests(CLITestCase):
 
     def test_bad_dids(self):
         self.assertIn("1999", self.fails(1, "did", "add", "2000", "--extension", "1999"))
-        self.ok("extension", "add", "1001", "--password", "pw-1001")
+        self.ok("extension", "add", "1001", "--password", "pw-1001-did")
         self.assertIn("DID", self.fails(1, "did", "add", "20x0", "--extension", "1001"))
         self.assertIn("--extension", self.fails(2, "did", "add", "2000"))

@@ -163,8 +163,8 @@ class AuthenticationTests(RegistrarTestCase):
 
     @defer.inlineCallbacks
     def test_register_over_tcp(self):
-        yield self.mssctl("extension", "add", "1001", "--password", "pw")
-        code, text = yield self.register_sipp("1001", "pw", transport="t1")
+        yield self.mssctl("extension", "add", "1001", "--password", "pw-1001-reg")
+        code, text = yield self.register_sipp("1001", "pw-1001-reg", transport="t1")
         self.assertEqual(code, 0, text)
         rows = yield self.registrations("1001")
         self.assertEqual(len(rows), 1, rows)
@@ -174,7 +174,7 @@ class AuthenticationTests(RegistrarTestCase):
 
     @defer.inlineCallbacks
     def test_wrong_password_and_unknown_user_403(self):
-        yield self.mssctl("extension", "add", "1001", "--password", "right")
+        yield self.mssctl("extension", "add", "1001", "--password", "right-pass")
         code, text = yield self.register_sipp("1001", "wrong", scenario="register_refused.xml",
                                               local_ip="127.0.0.2")
         self.assertEqual(code, 0, text)
@@ -210,12 +210,12 @@ class BanTests(RegistrarTestCase):
     @defer.inlineCallbacks
     def test_brute_force_ban(self):
         """After ``ban_threshold`` failures the address gets silence and is listed by mssctl."""
-        yield self.mssctl("extension", "add", "1001", "--password", "right")
+        yield self.mssctl("extension", "add", "1001", "--password", "right-pass")
         for _ in range(3):
             code, text = yield self.register_sipp("1001", "guess", scenario="register_refused.xml",
                                                   local_ip="127.0.0.3")
             self.assertEqual(code, 0, text)
-        phone = Phone(self, self.switch, "1001", "right", host="127.0.0.3")
+        phone = Phone(self, self.switch, "1001", "right-pass", host="127.0.0.3")
         # REGISTER then OPTIONS on the same socket: the OPTIONS answer arriving first (and
         # alone) shows the REGISTER was dropped, without waiting for a timeout
         phone.client.transport.write(phone._register("<sip:1001@127.0.0.3:5062>", 60, None),
@@ -227,7 +227,7 @@ class BanTests(RegistrarTestCase):
         self.assertIn("127.0.0.3", out)
         self.assertNotIn("127.0.0.1 ", out)
         # another address is not affected, nor is the allow-listed one
-        other = Phone(self, self.switch, "1001", "right", host="127.0.0.5")
+        other = Phone(self, self.switch, "1001", "right-pass", host="127.0.0.5")
         response = yield other.register("<sip:1001@127.0.0.5:5062>", 60)
         self.assertEqual(response.status, 200)
         # lifting the ban with mssctl reaches the running switch
@@ -245,12 +245,12 @@ class BanTests(RegistrarTestCase):
 
     @defer.inlineCallbacks
     def test_allow_listed_never_banned(self):
-        yield self.mssctl("extension", "add", "1001", "--password", "right")
+        yield self.mssctl("extension", "add", "1001", "--password", "right-pass")
         phone = Phone(self, self.switch, "1001", "wrong")             # from 127.0.0.1
         for i in range(5):
             response = yield phone.register(f"<sip:1001@127.0.0.1:{5062 + i}>", 60)
             self.assertEqual(response.status, 403)
-        phone.password = "right"
+        phone.password = "right-pass"
         response = yield phone.register("<sip:1001@127.0.0.1:5062>", 60)
         self.assertEqual(response.status, 200)
         out = yield self.mssctl("bans")
@@ -262,16 +262,16 @@ class MultiDeviceTests(RegistrarTestCase):
     @defer.inlineCallbacks
     def _two_devices(self, number):
         port_a, port_b = free_port(), free_port("127.0.0.2")
-        code, text = yield self.register_sipp(number, "pw", local_port=port_a, device="A")
+        code, text = yield self.register_sipp(number, "pw-1001-reg", local_port=port_a, device="A")
         self.assertEqual(code, 0, text)
-        code, text = yield self.register_sipp(number, "pw", local_ip="127.0.0.2",
+        code, text = yield self.register_sipp(number, "pw-1001-reg", local_ip="127.0.0.2",
                                               local_port=port_b, device="B")
         self.assertEqual(code, 0, text)
         return port_a, port_b
 
     @defer.inlineCallbacks
     def test_newest_device_replaces_without_permission(self):
-        yield self.mssctl("extension", "add", "1001", "--password", "pw")
+        yield self.mssctl("extension", "add", "1001", "--password", "pw-1001-reg")
         yield self._two_devices("1001")
         rows = yield self.registrations("1001")
         self.assertEqual([r[2] for r in rows], ["SIPp B"])
@@ -279,11 +279,11 @@ class MultiDeviceTests(RegistrarTestCase):
 
     @defer.inlineCallbacks
     def test_both_devices_with_permission_then_off(self):
-        yield self.mssctl("extension", "add", "1001", "--password", "pw", "--multi-device")
+        yield self.mssctl("extension", "add", "1001", "--password", "pw-1001-reg", "--multi-device")
         yield self._two_devices("1001")
         rows = yield self.registrations("1001")
         self.assertEqual(sorted(r[2] for r in rows), ["SIPp A", "SIPp B"])
-        phone = Phone(self, self.switch, "1001", "pw")
+        phone = Phone(self, self.switch, "1001", "pw-1001-reg")
         response = yield phone.register()
         self.assertEqual(len(contacts(response)), 2)
         # turn the permission off: the running switch keeps only the newest device, within ~2 s
@@ -303,9 +303,9 @@ class RestartTests(RegistrarTestCase):
 
     @defer.inlineCallbacks
     def test_registrations_survive_kill_9(self):
-        yield self.mssctl("extension", "add", "1001", "--password", "pw")
-        yield self.mssctl("extension", "add", "1002", "--password", "pw")
-        code, text = yield self.register_sipp("1001", "pw", expires=600)
+        yield self.mssctl("extension", "add", "1001", "--password", "pw-1001-reg")
+        yield self.mssctl("extension", "add", "1002", "--password", "pw-1001-reg")
+        code, text = yield self.register_sipp("1001", "pw-1001-reg", expires=600)
         self.assertEqual(code, 0, text)
         yield self.switch.kill()
         # while the switch is down, 1002's binding expires in the store
@@ -321,7 +321,7 @@ class RestartTests(RegistrarTestCase):
         self.assertIn("loaded 1 live registrations", self.switch.output)
         rows = yield self.registrations()
         self.assertEqual([r[0] for r in rows], ["1001"])
-        phone = Phone(self, self.switch, "1001", "pw")
+        phone = Phone(self, self.switch, "1001", "pw-1001-reg")
         response = yield phone.register()
         self.assertEqual(response.status, 200)
         listed = contacts(response)

@@ -321,7 +321,7 @@ class RawCall:
 
 class CallTestCase(TrunkTestCase):
     @defer.inlineCallbacks
-    def extension(self, number="1001", password="pw-1001"):
+    def extension(self, number="1001", password="pw-1001-trk"):
         yield self.mssctl("extension", "add", number, "--password", password)
 
     @defer.inlineCallbacks
@@ -331,7 +331,7 @@ class CallTestCase(TrunkTestCase):
                           "--no-register", "--allow", host, *extra)
 
     @defer.inlineCallbacks
-    def registered_callee(self, calls: int, number="1001", password="pw-1001"):
+    def registered_callee(self, calls: int, number="1001", password="pw-1001-trk"):
         """Register the SIPp extension, then let it answer ``calls`` calls on that port."""
         port = free_port()
         target = f"127.0.0.1:{self.switch.port}"
@@ -344,7 +344,7 @@ class CallTestCase(TrunkTestCase):
                  local_port=port, timeout=30, cwd=self.switch.dir)
         return d, log
 
-    def sipp_call(self, dialled, caller="1001", password="pw-1001", hold_ms=300):
+    def sipp_call(self, dialled, caller="1001", password="pw-1001-trk", hold_ms=300):
         """The SIPp extension: register.xml, then uac_call.xml dialling ``dialled``."""
         port = free_port()
         target = f"127.0.0.1:{self.switch.port}"
@@ -571,7 +571,7 @@ class LimitTests(CallTestCase):
         yield self.switch.start()
         carrier_a, log_a = self.carrier("carrier_answer.xml", "127.0.0.2", port_a, calls=6)
         carrier_b, log_b = self.carrier("carrier_answer.xml", "127.0.0.3", port_b, calls=1)
-        ext = RawUA(self, self.switch, user="1001", password="pw-1001")
+        ext = RawUA(self, self.switch, user="1001", password="pw-1001-trk")
 
         def dial(number):
             return ext.call(f"sip:{number}@127.0.0.1:{self.switch.port}")
@@ -627,7 +627,7 @@ class FailoverRuleTests(CallTestCase):
         yield self.add_trunk("second", "127.0.0.3", self.second_port)
         yield self.mssctl("route", "add", "0", "--trunk", "first", "--trunk", "second")
         yield self.switch.start()
-        self.ext = RawUA(self, self.switch, user="1001", password="pw-1001")
+        self.ext = RawUA(self, self.switch, user="1001", password="pw-1001-trk")
 
     def dial(self, number):
         return self.ext.call(f"sip:{number}@127.0.0.1:{self.switch.port}")
