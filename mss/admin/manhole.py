@@ -35,10 +35,13 @@ from twisted.application import service
 from twisted.conch import manhole, manhole_ssh
 from twisted.conch.checkers import IAuthorizedKeysDB, SSHPublicKeyChecker
 from twisted.conch.insults import insults
+from twisted.conch.interfaces import IConchUser
 from twisted.conch.ssh import keys
 from twisted.cred import checkers, credentials, error, portal
 from twisted.internet import defer, endpoints, threads
+from twisted.internet.error import ConnectionDone
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from mss.admin.operations import OperationError, Text, service_engine
@@ -283,6 +286,40 @@ def namespace(switch, operations) -> dict:
     return ns
 
 
+# -- the session ---------------------------------------------------------------------------------
+
+class ManholeSession(manhole_ssh.TerminalSession):
+    """conch's terminal session, completed: its ``eofReceived`` and ``windowChanged`` raise
+    ``NotImplementedError`` and a shell without a pty has no size, so ``ssh ... < /dev/null``,
+    ``ssh -T`` or a resized window left an ``Unhandled Error`` traceback in the log."""
+
+    width, height = 80, 24              # when the client asked for no pty
+    _transport = None
+    _lost = False
+
+    def openShell(self, proto):
+        self._transport = self.transportFactory(
+            proto, self.chainedProtocolFactory(), IConchUser(self.original), self.width,
+            self.height)
+
+    def windowChanged(self, newWindowSize):
+        self.height, self.width = newWindowSize[:2]
+        if self._transport is not None:
+            self._transport.chainedProtocol.terminalProtocol.terminalSize(self.width,
+                                                                          self.height)
+
+    def eofReceived(self):
+        """The operator's input ended: close the session, as Ctrl-D at the prompt does."""
+        if self._transport is not None:
+            self._transport.proto.loseConnection()
+
+    def closed(self):
+        """Tell the shell its connection is gone, once (conch's session does not)."""
+        if self._transport is not None and not self._lost:
+            self._lost = True
+            self._transport.chainedProtocol.connectionLost(Failure(ConnectionDone()))
+
+
 # -- the service ---------------------------------------------------------------------------------
 
 class ManholeService(service.Service):
@@ -309,6 +346,7 @@ class ManholeService(service.Service):
                       "is set: not started")
             return None
         realm = manhole_ssh.TerminalRealm()
+        realm.sessionFactory = ManholeSession
         ns = self.namespace
 
         def chained_protocol():

@@ -127,7 +127,8 @@ class _SSH(protocol.ProcessProtocol):
         self.ended.callback(reason.value.exitCode)
 
 
-class LoginTests(unittest.TestCase):
+class ManholeCase(unittest.TestCase):
+    """A manhole on 127.0.0.1 (port 0) for a live switch; ``ssh`` logs in with a key."""
     timeout = 60
 
     def setUp(self):
@@ -170,6 +171,8 @@ class LoginTests(unittest.TestCase):
         self.process = process
         return proto
 
+
+class LoginTests(ManholeCase):
     @defer.inlineCallbacks
     def test_helpers_over_ssh_with_a_live_call(self):
         a = Phone(self.live, "1001", "pw-1001", 40001)
@@ -205,3 +208,83 @@ class LoginTests(unittest.TestCase):
         code = yield session.ended
         self.assertNotEqual(code, 0)
         self.assertIn(b"Permission denied", session.output)
+
+
+class EndOfInputTests(ManholeCase):
+    """A session whose input ends (``ssh ... < /dev/null``, Ctrl-D) closes cleanly: no
+    ``Unhandled Error`` in the log (trial fails a test that logs one)."""
+
+    def ssh_no_input(self, *options: str) -> _SSH:
+        port = self.service.port.getHost().port
+        proto = _SSH()
+        args = [SSH, *options, "-i", self.key_path, "-p", str(port), "-F", "/dev/null",
+                "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+                "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "ConnectTimeout=10",
+                "-o", "LogLevel=ERROR", "operator@127.0.0.1"]
+        process = reactor.spawnProcess(proto, SSH, args, childFDs={0: "w", 1: "r", 2: "r"},
+                                       env={"PATH": os.environ.get("PATH", ""), "HOME": self.dir})
+        process.closeStdin()                     # like < /dev/null: EOF at once
+
+        def cleanup():
+            if not proto.ended.called:
+                process.signalProcess("KILL")
+                return proto.ended
+        self.addCleanup(cleanup)
+        return proto
+
+    @defer.inlineCallbacks
+    def settle(self):
+        """Let the server side see the close (bounded: at most 2 s)."""
+        for _ in range(20):
+            d = defer.Deferred()
+            reactor.callLater(0.1, d.callback, None)
+            yield d
+
+    @defer.inlineCallbacks
+    def test_eof_without_terminal(self):
+        session = self.ssh_no_input("-T")
+        yield session.ended.addTimeout(15, reactor)
+        yield self.settle()
+
+    @defer.inlineCallbacks
+    def test_eof_with_terminal(self):
+        session = self.ssh_no_input("-tt")
+        yield session.ended.addTimeout(15, reactor)
+        yield self.settle()
+
+    def test_window_change_and_eof_on_the_session(self):
+        """The session object itself: a resize reaches the terminal, EOF closes the channel,
+        and the shell's protocol is told the connection is gone (once)."""
+        events = []
+
+        class Terminal:
+            def terminalSize(self, width, height):
+                events.append(("size", width, height))
+
+        class Chained:
+            terminalProtocol = Terminal()
+
+            def connectionLost(self, reason):
+                events.append(("lost",))
+
+        class Proto:
+            def loseConnection(self):
+                events.append(("close",))
+
+        class Transport:
+            def __init__(self, proto, chained, avatar, width, height):
+                self.proto, self.chainedProtocol = proto, chained
+                events.append(("open", width, height))
+
+        from twisted.python import components
+        from twisted.conch.interfaces import IConchUser
+        original = components.Componentized()
+        original.setComponent(IConchUser, object())
+        session = M.ManholeSession(original)
+        session.transportFactory, session.chainedProtocolFactory = Transport, Chained
+        session.openShell(Proto())                  # no pty requested: 80x24
+        session.windowChanged((40, 120, 0, 0))
+        session.eofReceived()
+        session.closed()
+        session.closed()
+        self.assertEqual(events, [("open", 80, 24), ("size", 120, 40), ("close",), ("lost",)])
