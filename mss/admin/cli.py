@@ -2,8 +2,10 @@
 """``mssctl``: the provisioning command line (console entry point ``mss.admin.cli:main``).
 
 ``mssctl [--config FILE] COMMAND ...`` reads the server settings with ``mss.config.load``
-(``mss.config.default_path()`` without ``--config``) and works on the store named by
-``[store] path``. It talks to the database directly, never to a running switch; the switch
+and works on the store named by ``[store] path``. Without ``--config`` it finds the file
+exactly as ``twistd mss`` does (``mss.config.locate``: ``$MSS_CONFIG``, ``./etc/mss.toml``,
+``/etc/mss/mss.toml``), so both use the same store. It talks to the database directly, never
+to a running switch; the switch
 notices committed changes through ``IStore.data_version()`` and reloads.
 
 Exit codes: 0 success, 1 the request was refused (no such extension, exists already, store
@@ -98,7 +100,7 @@ class Context:
     @property
     def config(self) -> mss_config.Config:
         if self._config is None:
-            self._config = mss_config.load(self.config_path or mss_config.default_path())
+            self._config = mss_config.load(mss_config.locate(self.config_path))
         return self._config
 
     @property
@@ -109,7 +111,11 @@ class Context:
     def store(self):
         if self._store is None:
             from mss.store.sqlite import SQLiteStore
-            self._store = SQLiteStore(self.config["store"]["path"])
+            config = self.config
+            try:
+                self._store = SQLiteStore(config["store"]["path"])
+            except StoreError as e:           # a configuration problem, as for the switch
+                raise mss_config.ConfigError(config.path, "store.path", str(e))
         return self._store
 
     def close(self) -> None:
@@ -175,8 +181,10 @@ def format_table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> st
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="mssctl", description="Provision and inspect an mss softswitch.")
-    parser.add_argument("--config", metavar="FILE",
-                        help="server settings file (default: mss.config.default_path())", default=None)
+    parser.add_argument("--config", metavar="FILE", default=None,
+                        help="server settings file (default: the first of "
+                             f"${mss_config.ENVIRONMENT}, ./etc/mss.toml, "
+                             f"{mss_config.SYSTEM_PATH}, as for twistd mss)")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).add_parser(subparsers)

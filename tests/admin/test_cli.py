@@ -287,15 +287,48 @@ class GeneralTests(CLITestCase):
         self.assertIn("cannot read file", err)
 
     def test_default_config_path(self):
-        calls = []
-
-        def fake():
-            calls.append(True)
-            return self.config
-        self.patch(cli.mss_config, "default_path", fake)
+        """Without --config mssctl finds the file as twistd mss does: $MSS_CONFIG first, then
+        ./etc/mss.toml, then /etc/mss/mss.toml; never the packaged example."""
+        self.patch(cli.mss_config, "SYSTEM_PATH", os.path.abspath(self.mktemp()))
+        self.patch(os, "environ", {"MSS_CONFIG": self.config})
+        self.ok("extension", "add", "1001", "--password", "long-enough-1001")
+        code, out, err = self.run_cli("extension", "list", config=False)
+        self.assertEqual((code, err), (0, ""))
+        self.assertIn("1001", out)
+        # from a directory with etc/mss.toml and no $MSS_CONFIG: that file
+        root = os.path.abspath(self.mktemp())
+        os.makedirs(os.path.join(root, "etc"))
+        with open(os.path.join(root, "etc", "mss.toml"), "w") as f:
+            f.write('[store]\npath = "../var/mss.sqlite"\n')
+        cwd = os.getcwd()
+        self.addCleanup(os.chdir, cwd)
+        os.chdir(root)
+        self.patch(os, "environ", {})
         code, out, err = self.run_cli("extension", "list", config=False)
         self.assertEqual((code, out, err), (0, "no extensions\n", ""))
-        self.assertEqual(calls, [True])
+        self.assertTrue(os.path.exists(os.path.join(root, "var", "mss.sqlite")))
+        # from anywhere else: one line saying where it looked, and no store is created
+        os.chdir(os.path.dirname(root))
+        code, out, err = self.run_cli("extension", "list", config=False)
+        self.assertEqual(code, 2)
+        self.assertEqual(err.count("\n"), 1, err)
+        self.assertTrue(err.startswith("mssctl: error: no configuration file (looked for "
+                                       "--config, $MSS_CONFIG, ./etc/mss.toml, "), err)
+
+    def test_help_names_the_search_order(self):
+        code, out, err = self.run_cli("--help")
+        self.assertNotIn("default_path", out)
+        self.assertIn("$MSS_CONFIG, ./etc/mss.toml, /etc/mss/mss.toml", " ".join(out.split()))
+
+    def test_check_config_without_file_checks_the_one_in_use(self):
+        code, out, err = self.run_cli("check-config")
+        self.assertEqual((code, out, err), (0, f"{self.config}: ok\n", ""))
+        self.patch(os, "environ", {"MSS_CONFIG": self.config})
+        with open(self.config, "w") as f:
+            f.write("[sip]\nport = 70000\n")
+        code, out, err = self.run_cli("check-config", config=False)
+        self.assertEqual(code, 1)
+        self.assertTrue(out.startswith(f"{self.config}: sip.port: "), out)
 
     def test_usage_errors_one_line(self):
         for argv in ([], ["nonsense"], ["extension"], ["extension", "frobnicate"],
@@ -309,9 +342,18 @@ class GeneralTests(CLITestCase):
         self.assertIn("extension", out)
 
     def test_store_error_is_one_line(self):
+        """A store that cannot be opened is a configuration error, as for the switch."""
         os.makedirs(self.db)                           # a directory where the file should be
-        err = self.fails(1, "extension", "list")
-        self.assertTrue(err.startswith("mssctl: error: "), err)
+        db = os.path.abspath(self.db)
+        err = self.fails(2, "extension", "list")
+        self.assertTrue(err.startswith(f"mssctl: error: {self.config}: store.path: {db}: "
+                                       "cannot"), err)
+        os.rmdir(self.db)
+        with open(self.db, "wb") as f:
+            f.write(b"not SQLite at all " * 200)
+        err = self.fails(2, "extension", "list")
+        self.assertTrue(err.startswith(f"mssctl: error: {self.config}: store.path: {db}: "
+                                       "not a usable mss database"), err)
 
     def test_format_table(self):
         self.assertEqual(cli.format_table(("A", "BB"), [("xxx", 1), ("y", "")]),
