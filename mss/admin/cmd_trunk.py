@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from mss.admin.cli import CommandError, format_table, read_secret
 from mss.store.interface import StoreError
-from mss.trunk.model import PRACK_POLICIES, URI_FORMATS, Trunk
+from mss.trunk.model import PRACK_POLICIES, URI_FORMATS, Trunk, shared_addresses
 
 
 def add_parser(subparsers) -> None:
@@ -103,6 +103,13 @@ def trunk_add(args, ctx) -> int:
                   prack=args.prack, uri_format=args.uri)
     _store_call(ctx.store.put_trunk, trunk, replace=args.replace)
     ctx.out.write(f"trunk {args.name} {'replaced' if args.replace else 'added'}\n")
+    for other in ctx.store.list_trunks():
+        shared = shared_addresses(trunk, other) if other.name != trunk.name else []
+        if shared:
+            ctx.err.write(f"mssctl: warning: trunks {trunk.name} and {other.name} share "
+                          f"{', '.join(shared)}: a call from there belongs to the trunk whose "
+                          "--allow lists the address, then to the one whose account is the "
+                          "called number\n")
     return 0
 
 

@@ -346,7 +346,8 @@ class CallManager:
             self.counters["overload"] += 1
             self._answer(tx, request, 503, extra=(("Retry-After", str(self.retry_after)),))
             return
-        trunk = self.trunks.inbound_trunk(source.host, request.uri.number) \
+        trunk = self.trunks.inbound_trunk(source.host, request.uri.number,
+                                          request.to.uri.number) \
             if self.trunks is not None else None
         if trunk is not None:
             self._trunk_invite(request, source, tx, trunk)

@@ -157,17 +157,30 @@ class TrunkDispatcher:
         return trunk.destination(lambda host: self._addresses.get(trunk.name) or self.resolve(host))
 
     # -- inbound -------------------------------------------------------------------------------
-    def inbound_trunk(self, host: str, called: str | None = None):
-        """The trunk a request from ``host`` belongs to, or None (not trunk traffic). When
-        several trunks share the address (two accounts at one carrier), the one whose
-        account is the called number (IMS delivers calls to the registered contact) wins."""
-        found = [t for name, t in self.trunks.items()
-                 if t.allows(host, self._addresses.get(name))]
-        if len(found) > 1 and called:
-            want = called.lstrip("+")
-            for trunk in found:
-                if trunk.account.lstrip("+") == want:
-                    return trunk
+    def inbound_trunk(self, host: str, called: str | None = None, to: str | None = None):
+        """The trunk a request from ``host`` belongs to, or None (not trunk traffic).
+
+        Several trunks may share the address (several accounts at one carrier). Trunks whose
+        allow list names it are preferred to trunks that only have it as their proxy's
+        address: the operator said so, while the proxy only suggests it. Among those left,
+        the trunk whose number (account, auth ID user, presented number) is the called
+        number, Request-URI user first (IMS delivers calls to the registered contact), then
+        the To user (the DID), wins; else the first by name."""
+        listed, inferred = [], []
+        for name, t in self.trunks.items():
+            if t.lists(host):
+                listed.append(t)
+            elif t.allows(host, self._addresses.get(name)):
+                inferred.append(t)
+        found = listed or inferred
+        if len(found) > 1:
+            for number in (called, to):
+                want = (number or "").translate(_VISUAL).lstrip("+")
+                if not want:
+                    continue
+                for trunk in found:
+                    if want in trunk.numbers():
+                        return trunk
         return found[0] if found else None
 
     def did(self, number: str | None) -> str | None:

@@ -20,6 +20,7 @@ URI_FORMATS = ("sip", "phone", "tel")          # sip:N@domain, sip:N@domain;user
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
 _DIGITS = re.compile(r"^\+?[0-9*#]{0,32}$")
+_VISUAL = str.maketrans("", "", "-.()")           # tel: visual separators (RFC 3966 §5.1.1)
 
 
 class TrunkError(ValueError):
@@ -91,8 +92,10 @@ class Trunk:
 
     def allows(self, host: str, proxy_address: str | None) -> bool:
         """Is ``host`` one of the carrier's addresses (its allow list or the proxy's address)?"""
-        if proxy_address and host == proxy_address:
-            return True
+        return bool(proxy_address and host == proxy_address) or self.lists(host)
+
+    def lists(self, host: str) -> bool:
+        """Is ``host`` in the allow list (stated by the operator, not inferred from the proxy)?"""
         try:
             ip = ipaddress.ip_address(host)
         except ValueError:
@@ -104,6 +107,17 @@ class Trunk:
             except ValueError:
                 continue
         return False
+
+    def numbers(self) -> set[str]:
+        """The numbers a carrier may call this trunk by: its account, the user part of its
+        auth ID and its presented number, without a leading + (for telling apart several
+        accounts that share the carrier's address)."""
+        out = set()
+        for value in (self.account, self.auth_id.partition("@")[0], self.from_user):
+            value = value.translate(_VISUAL).lstrip("+")
+            if value:
+                out.add(value)
+        return out
 
     def request_uri(self, number: str) -> str:
         if self.uri_format == "tel":
@@ -161,6 +175,44 @@ class OutboundRoute:
 
     def translate(self, number: str) -> str:
         return self.prepend + number[self.strip:]
+
+
+def _where(trunk: Trunk) -> list:
+    """The trunk's carrier addresses as networks (allow list, proxy IP) or host names."""
+    out = []
+    for item in trunk.allow:
+        try:
+            out.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            continue
+    try:
+        host = parse_proxy(trunk.proxy or trunk.domain)[0]
+    except TrunkError:
+        return out
+    try:
+        out.append(ipaddress.ip_network(host))
+    except ValueError:
+        out.append(host.lower())
+    return out
+
+
+def shared_addresses(a: Trunk, b: Trunk) -> list[str]:
+    """Addresses (or networks, or host names) both trunks take inbound calls from: calls from
+    there are told apart by the allow lists and the called number (``inbound_trunk``)."""
+    shared = []
+    for x in _where(a):
+        for y in _where(b):
+            if isinstance(x, str) or isinstance(y, str):
+                same = x == y
+            else:
+                same = x.version == y.version and x.overlaps(y)
+            if same:
+                text = str(x if isinstance(x, str) or x.num_addresses <= y.num_addresses else y)
+                if text.endswith(("/32", "/128")):
+                    text = text.rsplit("/", 1)[0]
+                if text not in shared:
+                    shared.append(text)
+    return shared
 
 
 def check_digits(value: str, what: str) -> str:

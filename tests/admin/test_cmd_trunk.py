@@ -101,6 +101,27 @@ class TrunkCommandTests(CLITestCase):
                                               "--password", "p"))
         self.assertEqual(self.open_store().list_trunks(), [])
 
+    def test_add_warns_when_two_trunks_share_an_address(self):
+        """Two accounts at one carrier: added (exit 0) with a one-line warning that says how
+        inbound calls are told apart; trunks at other addresses add silently."""
+        self.ok(*IMS)                                          # proxy 127.0.0.2:5070
+        code, out, err = self.run_cli("trunk", "add", "ims2", "--domain", "gd.ctcims.cn",
+                                      "--account", "+8675500000002", "--password", "pw",
+                                      "--no-register", "--allow", "127.0.0.0/24")
+        self.assertEqual((code, out), (0, "trunk ims2 added\n"))
+        self.assertEqual(err, "mssctl: warning: trunks ims2 and ims share 127.0.0.2: a call "
+                              "from there belongs to the trunk whose --allow lists the "
+                              "address, then to the one whose account is the called number\n")
+        code, out, err = self.run_cli("trunk", "add", "ims3", "--domain", "gd.ctcims.cn",
+                                      "--account", "+8675500000003", "--password", "pw",
+                                      "--no-register")          # sent to the domain
+        self.assertEqual(code, 0)
+        self.assertEqual(err.count("\n"), 1, err)             # ims sends to its proxy only
+        self.assertIn("trunks ims3 and ims2 share gd.ctcims.cn:", err)
+        self.assertEqual(len(self.open_store().list_trunks()), 3)
+        self.ok("trunk", "add", "other", "--domain", "sip.other.example", "--proxy",
+                "192.0.2.7", "--account", "x", "--password", "pw", "--no-register")
+
     def test_remove(self):
         self.ok(*IMS)
         self.assertEqual(self.ok("trunk", "remove", "ims"), "trunk ims removed\n")

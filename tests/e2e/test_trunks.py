@@ -520,6 +520,46 @@ class InboundCallTests(CallTestCase):
         self.assertEqual(call.status, 480)
 
 
+class SharedAddressTests(CallTestCase):
+    """Several accounts at one carrier address (127.0.0.2)."""
+
+    @defer.inlineCallbacks
+    def test_explicit_allow_wins_then_the_called_account(self):
+        """acct-a only sends to 127.0.0.2 (its proxy) and takes no inbound calls; acct-b and
+        acct-c list 127.0.0.2 with --allow, acct-c takes no inbound calls. A call to the DID
+        is acct-b's (listed beats inferred, though acct-a sorts first); a call to acct-c's
+        account is acct-c's (refused by its limit: 403)."""
+        yield self.extension()
+        yield self.mssctl("trunk", "add", "acct-a", "--domain", DOMAIN, "--proxy",
+                          "127.0.0.2:5999", "--account", "+8675500000001", "--password",
+                          CARRIER_PW, "--no-register", "--max-in", "0")
+        yield self.mssctl("trunk", "add", "acct-b", "--domain", DOMAIN, "--proxy",
+                          "127.0.0.2:5999", "--account", ACCOUNT, "--password", CARRIER_PW,
+                          "--no-register", "--allow", "127.0.0.2")
+        out, err, code = yield self.switch.mssctl(
+            "trunk", "add", "acct-c", "--domain", DOMAIN, "--proxy", "127.0.0.2:5999",
+            "--account", "+8675500000003", "--password", CARRIER_PW, "--no-register",
+            "--allow", "127.0.0.2", "--max-in", "0")
+        self.assertEqual(code, 0)
+        self.assertIn(b"warning: trunks acct-c and acct-a share 127.0.0.2", err)
+        self.assertIn(b"warning: trunks acct-c and acct-b share 127.0.0.2", err)
+        yield self.mssctl("did", "add", "2000", "--extension", "1001")
+        yield self.mssctl("did", "add", "+8675500000003", "--extension", "1001")
+        yield self.switch.start()
+        callee, _ = yield self.registered_callee(1)
+        carrier = RawUA(self, self.switch, host="127.0.0.2", user="+8613800138000")
+        call = yield carrier.call(f"sip:2000@127.0.0.1:{self.switch.port}")
+        self.assertEqual(call.status, 200, self.switch.output[-3000:])
+        rows = yield self.trunk_status()
+        self.assertEqual({name: rows[name][-1] for name in ("acct-a", "acct-b", "acct-c")},
+                         {"acct-a": "0/0", "acct-b": "1/0", "acct-c": "0/0"})
+        self.assertEqual((yield call.bye()), 200)
+        yield self.sipp_ok(callee, "the callee extension")
+        to_c = yield carrier.call(f"sip:127.0.0.1:{self.switch.port}",
+                                  to="sip:+8675500000003@gd.ctcims.cn")
+        self.assertEqual(to_c.status, 403)          # the To user names acct-c: its max-in 0
+
+
 class LimitTests(CallTestCase):
     """Per-trunk, per-direction limits with concurrent calls. The running switch's counts are
     read with ``mssctl trunk status`` (its control socket), and a later call getting through

@@ -138,6 +138,32 @@ class InboundTests(DispatcherTestCase):
         self.assertEqual(self.d.inbound_trunk("127.0.0.8").name, "acct1")
         self.assertIsNone(self.d.inbound_trunk("127.0.0.9", "+8675500000002"))
 
+    def test_an_explicit_allow_wins_over_an_address_inferred_from_the_proxy(self):
+        """Two accounts at one carrier: "second" lists 127.0.0.3 with --allow, "literal" only
+        sends to it. Calls from there are the listed trunk's, whatever number they call."""
+        self.store.put_trunk(trunk("second", account="+8675500000002", allow=("127.0.0.3",)))
+        self.d.reload()
+        self.assertEqual(self.d.inbound_trunk("127.0.0.3").name, "second")
+        self.assertEqual(self.d.inbound_trunk("127.0.0.3", "+8675512345678").name, "second")
+        self.assertEqual(self.d.inbound_trunk("127.0.0.3", None, "+8675512345678").name,
+                         "second")
+        self.store.put_trunk(trunk("second", allow=("10.9.9.9",)), replace=True)
+        self.d.reload()
+        self.assertEqual(self.d.inbound_trunk("127.0.0.3").name, "literal")   # inferred still
+
+    def test_shared_allow_tie_broken_by_the_to_user_when_the_uri_says_nothing(self):
+        self.store.put_trunk(trunk("acct1", account="acme1", allow=("127.0.0.8",)))
+        self.store.put_trunk(trunk("acct2", account="acme2", from_user="+4930123456",
+                                   allow=("127.0.0.8",)))
+        self.store.put_trunk(trunk("acct3", account="acme3",
+                                   auth_id="+4930999@ims.example", allow=("127.0.0.8",)))
+        self.d.reload()
+        self.assertEqual(self.d.inbound_trunk("127.0.0.8", "2000", "acme2").name, "acct2")
+        self.assertEqual(self.d.inbound_trunk("127.0.0.8", "", "4930123456").name, "acct2")
+        self.assertEqual(self.d.inbound_trunk("127.0.0.8", None, "+49-30-999").name, "acct3")
+        self.assertEqual(self.d.inbound_trunk("127.0.0.8", "acme3", "acme2").name, "acct3")
+        self.assertEqual(self.d.inbound_trunk("127.0.0.8", "2000", "2000").name, "acct1")
+
     def test_did_forms(self):
         self.assertEqual(self.d.did("+8675512345678"), "1001")
         self.assertEqual(self.d.did("8675512345678"), "1001")          # without the +
