@@ -194,15 +194,35 @@ class AuthenticationTests(RegistrarTestCase):
                          [name.lower() for name, _ in unknown.headers])
 
     @defer.inlineCallbacks
-    def test_challenge_offers_md5_then_sha256(self):
-        phone = Phone(self, self.switch, "1001", "x")
-        phone.client.transport.write(phone._register("<sip:1001@127.0.0.1:5062>", 60, None),
+    def challenge_algorithms(self, number):
+        phone = Phone(self, self.switch, number, "x")
+        phone.client.transport.write(phone._register("<sip:x@127.0.0.1:5062>", 60, None),
                                      phone.dest)
         first = parse((yield phone.client.next()))[0]
         self.assertEqual(first.status, 401)
-        algorithms = [digest.parse_challenge(v).algorithm
-                      for v in first.headers.get_lines("www-authenticate")]
-        self.assertEqual(algorithms, ["MD5", "SHA-256"])
+        return [digest.parse_challenge(v).algorithm
+                for v in first.headers.get_lines("www-authenticate")]
+
+    @defer.inlineCallbacks
+    def test_one_md5_challenge_by_default_sha256_per_extension(self):
+        """As shipped one MD5 challenge (SIPp registers); ``extension digest 1001 sha-256``
+        makes 1001 SHA-256 only: its phones are challenged with SHA-256, MD5 is refused."""
+        yield self.mssctl("extension", "add", "1001", "--password", "s3cret-1001")
+        self.assertEqual((yield self.challenge_algorithms("1001")), ["MD5"])
+        code, text = yield self.register_sipp("1001", "s3cret-1001")
+        self.assertEqual(code, 0, text)
+        yield self.mssctl("extension", "digest", "1001", "sha-256")
+
+        @defer.inlineCallbacks
+        def sha256_only():
+            return (yield self.challenge_algorithms("1001")) == ["SHA-256"]
+        yield self.until(sha256_only, 5, "the switch challenges 1001 with SHA-256")
+        self.assertEqual((yield self.challenge_algorithms("1999")), ["MD5"])    # unknown user
+        response = yield Phone(self, self.switch, "1001", "s3cret-1001").register(
+            "<sip:1001@127.0.0.1:5064>")
+        self.assertEqual(response.status, 200)
+        code, text = yield self.register_sipp("1001", "s3cret-1001", scenario="register_refused.xml")
+        self.assertEqual(code, 0, text)         # SIPp answers with MD5: refused
 
 
 class BanTests(RegistrarTestCase):
