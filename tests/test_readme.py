@@ -3,8 +3,11 @@
 runs the second one verbatim: .ci/run holds it on the line after the comment that says so."""
 from __future__ import annotations
 
+import io
 import os
 import re
+import shlex
+import shutil
 
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
@@ -56,7 +59,7 @@ def commands(block: str) -> list[str]:
 class ReadmeTests(SynchronousTestCase):
     def setUp(self):
         if not os.path.exists(README):
-            raise SkipTest("README.md does not exist yet (the lead writes it)")
+            raise SkipTest("README.md does not exist")
         with open(README, encoding="utf-8") as f:
             self.text = f.read()
         self.blocks = shell_blocks(self.text)
@@ -75,6 +78,55 @@ class ReadmeTests(SynchronousTestCase):
         self.assertIn("twisted.trial tests", command)
         inside = [b for b in self.blocks if command in commands(b)]
         self.assertEqual(len(inside), 1, f"{command!r} is not a command of a ```sh block")
+
+
+class ExampleTests(SynchronousTestCase):
+    """The examples in README.md's "Using it" work as written."""
+
+    def setUp(self):
+        with open(README, encoding="utf-8") as f:
+            self.text = f.read()
+
+    def plain_block(self, needle: str) -> str:
+        blocks = [body for lang, body in _FENCE.findall(self.text) if not lang and needle in body]
+        self.assertEqual(len(blocks), 1, f"one plain block with {needle!r}")
+        return blocks[0]
+
+    def test_mssctl_examples_run(self):
+        """Every mssctl line, in order, in a directory holding the shipped etc/mss.toml (so
+        mssctl finds it as documented): exit 0 and no warning."""
+        from mss.admin.cli import main
+        work = os.path.abspath(self.mktemp())
+        os.makedirs(os.path.join(work, "etc"))
+        shutil.copy(os.path.join(ROOT, "etc", "mss.toml"), os.path.join(work, "etc"))
+        self.addCleanup(os.chdir, os.getcwd())
+        os.chdir(work)
+        self.patch(os, "environ", {k: v for k, v in os.environ.items() if k != "MSS_CONFIG"})
+        lines = [c for c in commands(self.plain_block("mssctl extension add"))
+                 if c.startswith("mssctl ")]
+        self.assertGreater(len(lines), 10)
+        for line in lines:
+            argv = shlex.split(line, comments=True)[1:]
+            out, err = io.StringIO(), io.StringIO()
+            code = main(argv, out=out, err=err, stdin=io.StringIO("Front-Desk-2024\n"))
+            self.assertEqual(code, 0, f"{line}\n{err.getvalue()}")
+            self.assertNotIn("warning", err.getvalue(), line)
+
+    def test_manhole_calls_example_has_the_real_columns(self):
+        from mss.admin.operations import Operations
+        from tests.admin.phones import LiveSwitch, Phone, live_call, provision
+        live = LiveSwitch(self.mktemp())
+        self.addCleanup(live.close)
+        provision(live, "1001", "1002")
+        call_id = live_call(live, Phone(live, "1001", "pw-1001", 40001),
+                            Phone(live, "1002", "pw-1002", 40002))
+        live.advance(72)
+        real = str(Operations(live.switch, wall=live.reactor.seconds).calls_table()).splitlines()
+        example = self.plain_block(">>> calls()").splitlines()
+        shown = example[example.index(">>> calls()") + 1:]
+        self.assertEqual(shown[0].split(), real[0].split())            # the header
+        self.assertEqual(len(shown[1].split()), len(real[1].split()))  # one call, every column
+        self.assertIn(call_id, real[1])
 
 
 class HelperTests(SynchronousTestCase):

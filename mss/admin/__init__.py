@@ -1,1 +1,1 @@
-"""admin layer (see DESIGN.md)."""
+"""Operations: mssctl, the control socket, the SSH manhole and metrics (docs/architecture.md)."""

@@ -1,1 +1,3 @@
-"""call layer (see DESIGN.md)."""
+"""The B2BUA call core: calls, legs, routing, services hooks, media seam, CDRs
+(docs/architecture.md).
+"""

@@ -1,1 +1,3 @@
-"""registrar layer (see DESIGN.md)."""
+"""The registrar: REGISTER with digest authentication, bans and the location service
+(docs/architecture.md).
+"""

@@ -1,1 +1,3 @@
-"""services layer (see DESIGN.md)."""
+"""The Lua service engine: one sandboxed runtime per service
+(docs/architecture.md, docs/lua-api.md).
+"""

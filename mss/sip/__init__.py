@@ -1,1 +1,3 @@
-"""sip layer (see DESIGN.md)."""
+"""The sans-I/O SIP stack: messages, transactions, dialogs and the core's message path
+(docs/architecture.md).
+"""

@@ -1,4 +1,4 @@
-"""Parse errors carry the SIP status code and reason phrase to answer with (DESIGN.md: errors)."""
+"""Parse errors carry the SIP status code and reason phrase to answer with (docs/architecture.md)."""
 # -*- test-case-name: tests.sip.test_message -*-
 
 

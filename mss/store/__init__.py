@@ -1,1 +1,3 @@
-"""store layer (see DESIGN.md)."""
+"""Persistent state behind IStore, with the SQLite implementation
+(docs/architecture.md, docs/store.md).
+"""

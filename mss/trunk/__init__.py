@@ -1,1 +1,3 @@
-"""trunk layer (see DESIGN.md)."""
+"""SIP trunks: carrier registration, trunk selection and per-direction limits
+(docs/architecture.md).
+"""
