@@ -11,10 +11,11 @@
     mssctl route list | remove ID
     mssctl did add NUMBER --extension EXT | did list | did remove NUMBER
 
-A running switch picks changes up within a second (store polling); ``trunk status`` shows the
-registration state the switch records (registered / rejected / unreachable, next refresh,
-last response) and, when the switch answers on its control socket, the calls each trunk
-carries per direction ("-" when it is not running).
+A running switch picks changes up within a second (store polling). ``trunk status`` asks the
+running switch over its control socket for each trunk's registration state (registering /
+registered / rejected / unreachable / failed), last response, next attempt ("in progress"
+while a REGISTER awaits its answer) and calls per direction; when the switch does not answer
+it shows what the switch last recorded in the store, and "-" for the calls.
 """
 from __future__ import annotations
 
@@ -129,9 +130,10 @@ def trunk_list(args, ctx) -> int:
     return 0
 
 
-def _live_calls(ctx) -> dict | None:
-    """Active calls per trunk and direction from the running switch (its control socket),
-    or None when it does not answer: the counts live in the switch, not in the store."""
+def _live_trunks(ctx) -> dict | None:
+    """The running switch's rows per trunk (state, last response, next attempt, calls) from
+    its control socket, or None when it does not answer. The switch is asked rather than the
+    store only: it knows the state the moment it changes, and the calls are only there."""
     from mss.admin.control import ControlClient, ControlError
     from mss.admin.operations import control_socket_path
     try:
@@ -140,31 +142,48 @@ def _live_calls(ctx) -> dict | None:
         return None
     if not answer.get("ok") or not isinstance(answer.get("trunks"), list):
         return None
-    return {row.get("name"): row.get("calls") or {} for row in answer["trunks"]
-            if isinstance(row, dict)}
+    return {row.get("name"): row for row in answer["trunks"] if isinstance(row, dict)}
+
+
+def _next_attempt(state: str, when, now: float) -> str:
+    if when is None:
+        return "in progress" if state in ("registering", "registered", "unreachable",
+                                          "failed", "rejected") else "-"
+    return f"{max(0, round(when - now))}s"
 
 
 def trunk_status(args, ctx) -> int:
-    status = ctx.store.list_trunk_status()
-    live = _live_calls(ctx)
+    live = _live_trunks(ctx)
+    status = ctx.store.list_trunk_status() if live is None else {}
     now = ctx.now()
     rows = []
     for t in ctx.store.list_trunks():
+        if live is not None:
+            row = live.get(t.name)
+            if row is None:            # the switch has not loaded it (yet), or ignores it
+                state = "disabled" if not t.enabled else "not loaded (yet)"
+                last, refresh, calls = "-", "-", "-"
+            else:
+                state = str(row.get("state") or "-")
+                last = str(row.get("last") or "-")
+                refresh = "-" if state == "no registration" else \
+                    _next_attempt(state, row.get("next_refresh"), now)
+                c = row.get("calls") or {}
+                calls = f"{c.get('in', 0)}/{c.get('out', 0)}"
+            rows.append((t.name, state, last, refresh, _limit(t.max_in), _limit(t.max_out),
+                         calls))
+            continue
         s = status.get(t.name)
+        calls = "-"
         if not t.register:
             state, last, refresh = "no registration", "-", "-"
         elif s is None:
-            state, last, refresh = "unknown (switch not running?)", "-", "-"
+            state, last, refresh = "unknown (switch not running)", "-", "-"
         else:
             state = s["state"]
             code = s["last_status"] or ""          # 0: no response (e.g. cannot resolve)
             last = f"{code} {s['last_reason']}".strip() or "-"
-            refresh = "-" if s["next_refresh"] is None else \
-                f"{max(0, int(s['next_refresh'] - now))}s"
-        calls = "-"
-        if live is not None:
-            c = live.get(t.name, {})
-            calls = f"{c.get('in', 0)}/{c.get('out', 0)}"
+            refresh = _next_attempt(state, s["next_refresh"], now)
         rows.append((t.name, state, last, refresh, _limit(t.max_in), _limit(t.max_out), calls))
     if not rows:
         ctx.out.write("no trunks\n")

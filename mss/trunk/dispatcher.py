@@ -244,7 +244,9 @@ class TrunkDispatcher:
         for name, t in sorted(self.trunks.items()):
             reg = self.registrations.get(name)
             out.append({"name": name, "state": reg.state if reg else "no registration",
-                        "last": f"{reg.last_status} {reg.last_reason}".strip() if reg else "",
+                        "last": f"{reg.last_status or ''} {reg.last_reason}".strip()
+                        if reg else "",
+                        "next_refresh": reg.next_refresh if reg else None,
                         "in": self.active.get((name, "in"), 0),
                         "out": self.active.get((name, "out"), 0)})
         return out

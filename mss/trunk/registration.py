@@ -5,6 +5,10 @@ REGISTER goes to the trunk's outbound proxy with Request-URI ``sip:<domain>`` an
 digest username and the challenge's realm. The registration is refreshed before it expires;
 423 adopts Min-Expires; failures and timeouts back off exponentially (capped); 403 marks the
 trunk "rejected" with a log line naming the usual causes, and keeps retrying slowly.
+
+The state, the last response and the time of the next attempt are written to the store on
+every change (``next_refresh`` is None while a REGISTER awaits its answer), so that ``mssctl
+trunk status`` never shows a stale or missing state while the switch runs.
 """
 # -*- test-case-name: tests.trunk.test_registration -*-
 from __future__ import annotations
@@ -51,6 +55,7 @@ class TrunkRegistration:
         self._nc = 0
         self.stopped = False
         self.waiting_for_address = False
+        self._recorded = None
 
     # -- control -------------------------------------------------------------------------------
     def start(self) -> None:
@@ -117,6 +122,8 @@ class TrunkRegistration:
         if self.state not in ("registered",):
             self.state = "registering" if self.state == "unregistered" else self.state
         self._tx = self.core.send_request(req, self.destination, self, self.clock.seconds())
+        self.next_refresh = None                   # an attempt is under way
+        self._record()
 
     # -- ITransactionUser ----------------------------------------------------------------------
     def request_received(self, request, source, transaction):
@@ -214,6 +221,10 @@ class TrunkRegistration:
     def _record(self) -> None:
         if self.store is None:
             return
+        recorded = (self.state, self.last_status, self.last_reason, self.next_refresh)
+        if recorded == self._recorded:             # e.g. the answer to a challenge
+            return
+        self._recorded = recorded
         try:
             self.store.put_trunk_status(self.trunk.name, self.state, self.last_status,
                                         self.last_reason, self.next_refresh, self.wall())

@@ -66,7 +66,7 @@ class TrunkCommandTests(CLITestCase):
         self.ok("trunk", "add", "quiet", "--domain", "q.example", "--account", "q",
                 "--password", "pw", "--no-register")
         out = self.ok("trunk", "status")
-        self.assertIn("unknown (switch not running?)", out)
+        self.assertIn("unknown (switch not running)", out)
         store = self.open_store()
         store.put_trunk_status("ims", "registered", 200, "OK", NOW + 540.4, NOW - 60)
         store.put_trunk_status("bare", "rejected", 403, "Forbidden", NOW + 600, NOW)
@@ -81,6 +81,10 @@ class TrunkCommandTests(CLITestCase):
         self.assertEqual(cells["bare"], ["bare", "rejected", "403 Forbidden", "600s", "-", "-",
                                          "-"])
         self.assertEqual(cells["quiet"], ["quiet", "no registration", "-", "-", "-", "-", "-"])
+        # a REGISTER awaiting its answer has no next attempt yet: "in progress", never "0s"
+        store.put_trunk_status("bare", "registering", 0, "", None, NOW)
+        out = self.ok("trunk", "status")
+        self.assertIn("registering      -              in progress", out)
 
     def test_replace_and_duplicate(self):
         self.ok(*IMS)

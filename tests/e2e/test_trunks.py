@@ -741,6 +741,72 @@ class FailoverRuleTests(CallTestCase):
         self.assertIn("trunk first does not answer", self.switch.output)
 
 
+class StatusTests(TrunkTestCase):
+    """``mssctl trunk status`` while the switch runs shows the registration as it is now, and
+    the next attempt when the switch will really make it (T1 of 100 ms: Timer F is 6.4 s)."""
+
+    def setUp(self):
+        if SIPP is None:
+            raise unittest.SkipTest("sipp is not installed")
+        self.switch = Switch(self, {**SETTINGS, "sip": {"t1_ms": 100}})
+
+    @defer.inlineCallbacks
+    def status_of(self, name: str) -> list:
+        rows = yield self.trunk_status()
+        return rows[name]
+
+    @defer.inlineCallbacks
+    def test_refusing_carrier(self):
+        """503 twice: "failed 503" with the next attempt in 5 s, as the log says, then 10 s."""
+        port = free_port("127.0.0.2")
+        carrier, log = self.carrier("carrier_registrar_503.xml", "127.0.0.2", port)
+        yield self.mssctl("trunk", "add", "ims", "--domain", DOMAIN, "--proxy",
+                          f"127.0.0.2:{port}", "--account", ACCOUNT, "--auth-id", AUTH_ID,
+                          "--password", CARRIER_PW, "--expires", "600")
+        yield self.switch.start()
+
+        def refused(times):
+            def check(row):
+                return row if row[:2] == ["failed", "503 Service Unavailable"] and \
+                    self.switch.output.count("retrying in") == times else None
+            return lambda: self.status_of("ims").addCallback(check)
+        row = yield self.until(refused(1), 4, "the first 503 shown")
+        self.assertIn("retrying in 5s", self.switch.output)
+        self.assertIn(row[2], ("4s", "5s"))
+        yield self.sipp_ok(carrier, "the refusing carrier")        # the retry came, 503 again
+        row = yield self.until(refused(2), 4, "the second 503 shown")
+        self.assertIn("retrying in 10s", self.switch.output)
+        self.assertIn(row[2], ("9s", "10s"))
+        self.assertEqual(len(requests(log, "REGISTER")), 2)
+
+    @defer.inlineCallbacks
+    def test_silent_carrier(self):
+        """Nobody answers: "registering", attempt "in progress" from the start (never
+        "unknown"), then "unreachable" with the next attempt in 5 s, then in progress again."""
+        port = free_port("127.0.0.2")
+        yield self.mssctl("trunk", "add", "ims", "--domain", DOMAIN, "--proxy",
+                          f"127.0.0.2:{port}", "--account", ACCOUNT, "--password", CARRIER_PW)
+        yield self.switch.start()
+        row = yield self.status_of("ims")
+        self.assertEqual(row[:3], ["registering", "-", "in progress"])
+        started = time.monotonic()
+
+        def unreachable():
+            return self.status_of("ims").addCallback(
+                lambda row: row if row[0] == "unreachable" else None)
+        row = yield self.until(unreachable, 12, "the registration timed out")
+        self.assertGreater(time.monotonic() - started, 5)          # Timer F: 6.4 s
+        self.assertTrue(row[1].startswith("408 no answer"), row)
+        self.assertIn(row[2], ("4s", "5s"))
+        self.assertIn("retrying in 5s", self.switch.output)
+
+        def retrying():
+            return self.status_of("ims").addCallback(
+                lambda row: row if row[2] == "in progress" else None)
+        row = yield self.until(retrying, 8, "the retry under way")
+        self.assertEqual(row[0], "unreachable")
+
+
 class UnresolvableDomainTests(TrunkTestCase):
 
     @defer.inlineCallbacks

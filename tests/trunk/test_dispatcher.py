@@ -226,7 +226,7 @@ class LimitTests(DispatcherTestCase):
         self.d.reload()
         self.d.acquire(self.d.trunks["t"], "out")
         self.assertEqual(self.d.status(), [{"name": "t", "state": "no registration", "last": "",
-                                            "in": 0, "out": 1}])
+                                            "next_refresh": None, "in": 0, "out": 1}])
 
 
 class RegistrationFollowsStoreTests(DispatcherTestCase):

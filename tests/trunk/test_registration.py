@@ -293,6 +293,23 @@ class FailureTests(SynchronousTestCase):
         self.assertEqual(status["state"], "unreachable")
         self.assertEqual(status["last_status"], 408)
 
+    def test_store_shows_every_attempt_and_the_true_next_one(self):
+        """The store follows each step: a REGISTER under way (no next attempt), the failure
+        with the time of the retry the log announces, the retry under way again."""
+        c = Carrier(self, ims_trunk())
+        c.reg.start()
+        c.received()
+        self.assertEqual((c.status()["state"], c.status()["next_refresh"]), ("registering", None))
+        c.advance(32)
+        self.assertEqual(c.status()["state"], "unreachable")
+        self.assertEqual(c.status()["next_refresh"], c.now() + BACKOFF_START)
+        c.advance(BACKOFF_START)
+        self.assertTrue(c.received())
+        self.assertEqual((c.status()["state"], c.status()["next_refresh"]), ("unreachable", None))
+        c.answer(c.reg._tx.request, 503)
+        self.assertEqual((c.status()["state"], c.status()["last_status"]), ("failed", 503))
+        self.assertEqual(c.status()["next_refresh"], c.now() + 2 * BACKOFF_START)
+
     def test_transport_error_is_unreachable_at_once(self):
         c = Carrier(self, ims_trunk())
         c.reg.start()
