@@ -9,20 +9,25 @@
   the direction's limit is 0 and 503 when it is reached; ``release`` is called on every end.
 - Registrations: one ``TrunkRegistration`` per trunk with ``register`` on, kept in step with the
   store (added, removed, changed trunks) by ``reload``.
-- Addresses: proxies (or domains) are resolved at ``reload`` (blocking, like any provisioning
-  step); a host that does not resolve leaves its trunk "unreachable" (no REGISTER, outbound
-  calls fail over) and is tried again with back-off until it does.
+- Addresses: proxies (or domains) are located at ``reload`` without blocking the reactor
+  (RFC 3263 NAPTR/SRV/A through ``mss.trunk.resolver``, cached for the records' TTL and
+  located again when it expires). Until a trunk's first answer arrives its registration waits
+  and outbound calls skip it (503: the route's next trunk is tried); a host that does not
+  resolve leaves its trunk "unreachable" and is tried again with back-off until it does.
 """
 # -*- test-case-name: tests.trunk.test_dispatcher -*-
 from __future__ import annotations
 
 import ipaddress
-import socket
+import math
 
+from twisted.internet import defer
 from twisted.logger import Logger
 
+from mss.sip.address import Address
 from mss.trunk.model import TrunkError, parse_proxy
 from mss.trunk.registration import TrunkRegistration
+from mss.trunk.resolver import NamesResolver, ProxyResolver, Resolution
 
 
 _VISUAL = str.maketrans("", "", "-.()")
@@ -32,27 +37,37 @@ RESOLVE_RETRY_START = 5.0
 RESOLVE_RETRY_CAP = 300.0
 
 
-def resolve_host(host: str) -> str:
-    """An address for ``host`` (IP literals unchanged). Blocking: only at provisioning time."""
-    try:
-        socket.inet_pton(socket.AF_INET6 if ":" in host else socket.AF_INET, host)
-        return host
-    except OSError:
-        pass
-    try:
-        return socket.gethostbyname(host)
-    except OSError:
-        return host
+class HostTableResolver:
+    """A ``ProxyResolver`` stand-in that maps a host to an address with a plain function
+    (``host -> address``; a non-address means it does not resolve), answering at once: for
+    tests of the dispatcher that are not about DNS."""
+
+    def __init__(self, resolve):
+        self.resolve_host = resolve
+
+    def resolve(self, text: str) -> defer.Deferred:
+        host, port, transport = parse_proxy(text)
+        address = self.resolve_host(host)
+        try:
+            ipaddress.ip_address(address)
+        except ValueError:
+            return defer.succeed(Resolution((), 0.0))
+        return defer.succeed(Resolution((Address(transport, address, port),), math.inf))
 
 
 class TrunkDispatcher:
     log = Logger()
 
-    def __init__(self, core, clock, store, resolve=resolve_host, wall=None):
+    def __init__(self, core, clock, store, resolve=None, wall=None, resolver=None):
+        """``resolver``: a ``ProxyResolver`` (default: twisted.names on ``clock``, which is
+        then the reactor); ``resolve``: a host -> address function instead (tests)."""
         self.core = core
         self.clock = clock
         self.store = store
-        self.resolve = resolve
+        if resolver is None:
+            resolver = HostTableResolver(resolve) if resolve is not None else \
+                ProxyResolver(NamesResolver(clock), clock)
+        self.resolver = resolver
         self.wall = wall or clock.seconds
         self.trunks: dict = {}
         self.routes: list = []
@@ -61,6 +76,10 @@ class TrunkDispatcher:
         self.active: dict[tuple[str, str], int] = {}
         self._addresses: dict[str, str] = {}          # trunk name -> proxy's resolved address
         self._unresolved: dict[str, str] = {}         # trunk name -> host that did not resolve
+        self._answers: dict[str, Resolution] = {}     # trunk name -> where its proxy is
+        self._pending: set[str] = set()               # trunk names being located
+        self._refresh: dict = {}                      # trunk name -> timer at the TTL's end
+        self._generation = 0                          # answers to an older reload are dropped
         self._resolve_timer = None
         self._resolve_backoff = RESOLVE_RETRY_START
 
@@ -81,8 +100,11 @@ class TrunkDispatcher:
         self.trunks = trunks
         self.routes = self.store.list_routes()
         self.dids = self.store.list_dids()
-        self._addresses = {}
-        self._unresolved = {}
+        self._generation += 1
+        self._addresses, self._unresolved, self._answers, self._pending = {}, {}, {}, set()
+        for timer in self._refresh.values():
+            timer.cancel()
+        self._refresh = {}
         for name, t in trunks.items():
             self._resolve(name, t)
         for name in list(self.registrations):
@@ -99,21 +121,61 @@ class TrunkDispatcher:
         self._resolve_backoff = RESOLVE_RETRY_START
         self._schedule_resolve()
 
-    def _resolve(self, name: str, trunk) -> bool:
-        """Resolve the trunk's proxy (or domain); True when it is an IP address now."""
-        host, _, _ = parse_proxy(trunk.proxy or trunk.domain)
-        address = self.resolve(host)
-        self._addresses[name] = address
-        try:
-            ipaddress.ip_address(address)
-        except ValueError:
+    def _resolve(self, name: str, trunk) -> None:
+        """Locate the trunk's proxy (or domain); the answer may come now or later."""
+        self._pending.add(name)
+        generation = self._generation
+        d = self.resolver.resolve(trunk.proxy or trunk.domain)
+        d.addCallback(self._resolved, name, trunk, generation)
+        d.addErrback(lambda f: self.log.failure("trunk {trunk}: locating {host} failed", f,
+                                                trunk=name, host=trunk.proxy or trunk.domain))
+
+    def _resolved(self, answer: Resolution, name: str, trunk, generation: int) -> None:
+        if generation != self._generation or self.trunks.get(name) is not trunk:
+            return                                        # reloaded or stopped meanwhile
+        self._pending.discard(name)
+        host = parse_proxy(trunk.proxy or trunk.domain)[0]
+        reg = self.registrations.get(name)
+        if not answer.targets:
+            self._addresses.pop(name, None)
+            self._answers.pop(name, None)
             self._unresolved[name] = host
-            return False
+            if reg is not None:
+                reg.unresolved(host, self._resolve_backoff)
+            if self._resolve_timer is None:
+                self._schedule_resolve()
+            return
+        before = self._addresses.get(name)
+        if name in self._unresolved:
+            self.log.info("trunk {trunk}: {host} resolves to {address} now", trunk=name,
+                          host=host, address=answer.targets[0].host)
         self._unresolved.pop(name, None)
-        return True
+        self._answers[name] = answer
+        self._addresses[name] = answer.targets[0].host
+        if math.isfinite(answer.expires):                 # locate again when the TTL ends
+            old = self._refresh.pop(name, None)
+            if old is not None:
+                old.cancel()
+            self._refresh[name] = self.core.timers.call_at(
+                max(answer.expires, self.clock.seconds()), self._expired, name, trunk,
+                generation)
+        if reg is not None:
+            if reg.waiting_for_address:
+                self._start_registration(name)
+            elif before != answer.targets[0].host:
+                reg.destination = self.destination(trunk)
+
+    def _expired(self, name: str, trunk, generation: int) -> None:
+        """The answer's TTL ended: ask again; the old address serves until the new answer."""
+        self._refresh.pop(name, None)
+        if generation == self._generation and self.trunks.get(name) is trunk:
+            self._resolve(name, trunk)
 
     def _start_registration(self, name: str) -> None:
         reg = self.registrations[name]
+        if name in self._pending and name not in self._addresses:
+            reg.waiting_for_address = True                # started when the answer comes
+            return
         host = self._unresolved.get(name)
         if host is None:
             reg.destination = self.destination(self.trunks[name])
@@ -138,12 +200,7 @@ class TrunkDispatcher:
             if trunk is None:
                 self._unresolved.pop(name, None)
                 continue
-            if self._resolve(name, trunk):
-                self.log.info("trunk {trunk}: {host} resolves to {address} now", trunk=name,
-                              host=parse_proxy(trunk.proxy or trunk.domain)[0],
-                              address=self._addresses[name])
-            if name in self.registrations:
-                self._start_registration(name)
+            self._resolve(name, trunk)            # the answer starts a waiting registration
         self._schedule_resolve()
 
     def stop(self) -> None:
@@ -152,9 +209,18 @@ class TrunkDispatcher:
         if self._resolve_timer is not None:
             self._resolve_timer.cancel()
             self._resolve_timer = None
+        for timer in self._refresh.values():
+            timer.cancel()
+        self._refresh = {}
+        self._generation += 1                     # answers still on their way are dropped
 
-    def destination(self, trunk):
-        return trunk.destination(lambda host: self._addresses.get(trunk.name) or self.resolve(host))
+    def destination(self, trunk) -> Address:
+        """Where requests to the trunk go: the first located address (with the transport and
+        port NAPTR/SRV chose); the proxy as written while it is not located (no lookup)."""
+        answer = self._answers.get(trunk.name)
+        if answer is not None and answer.targets:
+            return answer.targets[0]
+        return trunk.destination()
 
     # -- inbound -------------------------------------------------------------------------------
     def inbound_trunk(self, host: str, called: str | None = None, to: str | None = None):
@@ -224,6 +290,11 @@ class TrunkDispatcher:
         if direction == "out" and trunk.name in self._unresolved:
             self.log.info("trunk {trunk}: {host} does not resolve; not used",
                           trunk=trunk.name, host=self._unresolved[trunk.name])
+            return 503
+        located = trunk.name in self._addresses
+        if direction == "out" and trunk.name in self._pending and not located:
+            self.log.info("trunk {trunk}: its proxy is not located yet; not used",
+                          trunk=trunk.name)
             return 503
         count = self.active.get(key, 0)
         if limit is not None and count >= limit:

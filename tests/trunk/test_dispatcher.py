@@ -10,7 +10,7 @@ from mss.sip.address import Address
 from mss.sip.core import SipCore
 from mss.sip.message import parse
 from mss.store.sqlite import SQLiteStore
-from mss.trunk.dispatcher import TrunkDispatcher, resolve_host
+from mss.trunk.dispatcher import TrunkDispatcher
 from mss.trunk.model import Trunk
 
 NAMES = {"sbc.carrier.example": "10.0.0.5"}
@@ -263,15 +263,6 @@ class RegistrationFollowsStoreTests(DispatcherTestCase):
         self.d.reload()
         self.assertTrue(reg.stopped)
         self.d.stop()
-
-
-class ResolveHostTests(SynchronousTestCase):
-    def test_literals_unchanged(self):
-        self.assertEqual(resolve_host("127.0.0.2"), "127.0.0.2")
-        self.assertEqual(resolve_host("2001:db8::1"), "2001:db8::1")
-
-    def test_localhost_resolves(self):
-        self.assertEqual(resolve_host("localhost"), "127.0.0.1")
 
 
 class UnresolvedHostTests(DispatcherTestCase):
