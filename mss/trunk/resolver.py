@@ -194,12 +194,13 @@ class NamesResolver:
     ``/etc/hosts`` for A records) unless ``servers`` [(host, port)] are given."""
 
     def __init__(self, reactor, servers=None, timeout=(1, 3, 11)):
-        from twisted.names import client
+        from twisted.names import client, hosts, resolve
         self.timeout = timeout
         if servers:
             self._resolver = client.Resolver(servers=servers, reactor=reactor)
         else:
-            self._resolver = client.createResolver(reactor=reactor)
+            self._resolver = resolve.ResolverChain([
+                hosts.Resolver(), client.Resolver(resolv="/etc/resolv.conf", reactor=reactor)])
 
     def lookup(self, name: str, kind: str) -> defer.Deferred:
         from twisted.names import dns, error

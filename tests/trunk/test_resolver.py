@@ -247,3 +247,24 @@ def _Zone(soa, records):
         def loadFile(self, filename):
             pass
     return Zone()
+
+
+class SystemResolverTests(TestCase):
+    """The default NamesResolver (system hosts file and resolv.conf) builds on the reactor it
+    is given and answers from /etc/hosts without a server."""
+
+    @defer.inlineCallbacks
+    def test_localhost_from_hosts_file(self):
+        from twisted.internet import reactor
+        names = NamesResolver(reactor)
+        self.addCleanup(_stop_reparsing, names)
+        answer = yield ProxyResolver(names, reactor).resolve("localhost:5070")
+        self.assertEqual(answer.targets[0], Address("udp", "127.0.0.1", 5070))
+
+
+def _stop_reparsing(names):
+    """client.Resolver re-reads resolv.conf on a timer; end it with the test."""
+    for r in names._resolver.resolvers:
+        call = getattr(r, "_parseCall", None)
+        if call is not None and call.active():
+            call.cancel()
