@@ -240,6 +240,12 @@ class CommandLineTests(unittest.TestCase):
         return self.assert_one_line_error('[sip]\nport = 70000\n[media]\nmode = "off"\n',
                                           "sip.port", "out of range")
 
+    def test_store_that_cannot_be_created_one_line(self):
+        """No 33-line traceback from twistd: the store's folder is a file."""
+        return self.assert_one_line_error('[store]\npath = "/dev/null/mss.sqlite"\n'
+                                          '[media]\nmode = "off"\n',
+                                          "store.path", "/dev/null/mss.sqlite: cannot create")
+
     def test_unknown_key_one_line(self):
         return self.assert_one_line_error("[registrar]\nmax_devcies = 3\n",
                                           "registrar.max_devcies", "unknown key")
