@@ -71,22 +71,20 @@ def _one_of(*choices: str) -> Callable[[str], str]:
     return check
 
 
-def _transports(value: list) -> list:
-    for item in value:
-        if item not in ("udp", "tcp"):
-            raise ValueError(f"unknown transport {item!r} (udp, tcp)")
-    if not value:
-        raise ValueError("at least one transport is needed")
-    return value
+def _some_of(what: str, *choices: str) -> Callable[[list], list]:
+    """A check for a non-empty list whose items are among ``choices``."""
+    def check(value: list) -> list:
+        for item in value:
+            if item not in choices:
+                raise ValueError(f"unknown {what} {item!r} ({', '.join(choices)})")
+        if not value:
+            raise ValueError(f"at least one {what} is needed")
+        return value
+    return check
 
 
-def _algorithms(value: list) -> list:
-    for item in value:
-        if item not in ("MD5", "SHA-256"):
-            raise ValueError(f"unknown digest algorithm {item!r} (MD5, SHA-256)")
-    if not value:
-        raise ValueError("at least one algorithm is needed")
-    return value
+_transports = _some_of("transport", "udp", "tcp")
+_algorithms = _some_of("digest algorithm", "MD5", "SHA-256")
 
 
 def _host_port(value: str) -> str:
@@ -178,7 +176,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
     },
     "media": {
         "mode": Key(str, "child", _one_of("child", "remote", "off")),
-        "control": Key(str, "127.0.0.1:22222", _host_port),
+        # empty: child mode picks a free loopback port at start-up; remote mode needs one
+        "control": Key(str, "", lambda v: _host_port(v) if v else v),
         "rtp_ports": Key(str, "20000-29999", _port_range),
         "public_address": Key(str, "127.0.0.1", _address),
         "bind": Key(str, "", lambda v: _address(v) if v else v),   # empty: public_address
@@ -342,6 +341,9 @@ def _check(path: str, raw: dict, errors: list[ConfigError]) -> Config:
                     f"reinstall deletes it); copy {os.path.basename(path)} to {SYSTEM_PATH} or "
                     f"./etc/mss.toml and point it at a writable place such as /var/lib/mss")))
                 break                   # the others follow the store: one line is enough
+        if config["media"]["mode"] == "remote" and not config["media"]["control"]:
+            errors.append(ConfigError(path, "media.control", "is required when media.mode is "
+                                      "\"remote\" (the gateway's ng address, host:port)"))
         if config["registrar"]["min_expires"] > config["registrar"]["max_expires"]:
             errors.append(ConfigError(path, "registrar.min_expires", "is greater than registrar.max_expires"))
     return config

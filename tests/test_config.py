@@ -84,6 +84,12 @@ class ErrorTests(ConfigTestCase):
         self.assertIn("unknown transport", self.error('[sip]\ntransports = ["sctp"]\n').problem)
         self.assertIn("at least one", self.error("[sip]\ntransports = []\n").problem)
 
+    def test_bad_digest_algorithm(self):
+        error = self.error('[auth]\nalgorithms = ["MD5", "SHA-512"]\n')
+        self.assertEqual(error.key, "auth.algorithms")
+        self.assertIn("unknown digest algorithm 'SHA-512'", error.problem)
+        self.assertIn("at least one", self.error("[auth]\nalgorithms = []\n").problem)
+
     def test_bad_allow_network(self):
         e = self.error('[security]\nallow = ["10.0.0.0/33"]\n')
         self.assertEqual(e.key, "security.allow")
