@@ -152,21 +152,35 @@ class Switch(service.MultiService):
         self.operations.setServiceParent(self)
 
     def _setup_media(self, media, reactor) -> None:
-        """[media] mode: "child" starts the gateway, "remote" uses one, "off" passes SDP."""
+        """[media] mode: "child" starts the gateway, "remote" uses one, "off" passes SDP.
+        A monitor pings the gateway; calls are refused with 503 while it is down."""
         self.media = None
         self.media_child = None
+        self.media_health = None
         if media["mode"] == "off":
             self.calls.media = PassThroughMedia()
             return
         from mss.media.client import NgClient
+        from mss.media.health import MediaMonitor
+        if media["mode"] == "child":
+            # no address until the child reports the port it bound (127.0.0.1:0 by default)
+            self.media = NgClient(reactor, None, on_notify=self._media_notify,
+                                  interface="127.0.0.1")
+        else:
+            self.media = NgClient(reactor, media["control"], on_notify=self._media_notify)
+        self.media.setServiceParent(self)
+        self.media_monitor = MediaMonitor(reactor, self.media)
+        self.media_health = self.media_monitor.health
         if media["mode"] == "child":
             from mss.media.child import MediaChildService
             # the gateway reads the [media] section of our own file and ignores the rest
-            self.media_child = MediaChildService(reactor, self.settings.path)
+            self.media_child = MediaChildService(
+                reactor, self.settings.path, control=media["control"] or "127.0.0.1:0",
+                on_ready=self.media_monitor.gateway_ready,
+                on_failed=self.media_monitor.gateway_failed)
             self.media_child.setServiceParent(self)
-        self.media = NgClient(reactor, media["control"], on_notify=self._media_notify)
-        self.media.setServiceParent(self)
-        self.calls.media = GatewayMedia(self.media, self.shell.flush)
+        self.media_monitor.setServiceParent(self)
+        self.calls.media = GatewayMedia(self.media, self.shell.flush, health=self.media_health)
 
     def _media_notify(self, message) -> None:
         """The gateway saw no RTP for [media] media_timeout seconds: end that call."""

@@ -5,7 +5,8 @@ One JSON object per line each way. Requests::
 
     {"command": "calls"}                                    live calls
     {"command": "registrations"}                            live bindings
-    {"command": "status"}                                   counts, trace state, accepting
+    {"command": "status"}                                   counts, trace state, accepting,
+                                                            media gateway up/down
     {"command": "hangup", "call_id": "..."}                 end a call with BYE
     {"command": "trace", "on": true, "extension": "1001"}   SIP trace (or "trunk": NAME,
                                                             or neither: everything)
@@ -71,7 +72,7 @@ def handle(operations, line: bytes) -> dict:
         if command == "registrations":
             return {"ok": True, "registrations": operations.registrations()}
         if command == "status":
-            return {"ok": True, **operations.summary()}
+            return {"ok": True, **operations.summary(), "media": operations.media()}
         if command == "trunks":
             return {"ok": True, "trunks": operations.trunks()}
         if command == "hangup":

@@ -9,7 +9,8 @@ background), so ``GET /metrics`` costs a walk over the live calls and bindings.
 Families (``mss_`` prefix):
 
 - ``calls_active{state}``, ``calls_started_total``, ``calls_ended_total{outcome}`` (answered,
-  busy, no answer, cancelled, failed), ``calls_refused_total{reason}`` (rejected, overload);
+  busy, no answer, cancelled, failed), ``calls_refused_total{reason}`` (rejected, overload,
+  media_down);
   calls per second by outcome is ``rate(mss_calls_ended_total[1m])``;
 - ``registrations`` (bindings), ``registered_extensions``, ``registrar_requests_total{result}``;
 - ``trunk_up{trunk,state}`` and ``trunk_calls_active{trunk,direction}`` (when trunks exist);
@@ -17,7 +18,9 @@ Families (``mss_`` prefix):
   ``sip_transaction_events_total{event}``;
 - ``bans_active``;
 - ``service_hook_failures_total{service}``, ``service_enabled{service}`` (Lua services);
-- ``media_sessions``, ``media_up`` (from the media gateway's ``list``, when there is one).
+- ``media_sessions`` (from the media gateway's ``list``), ``media_up`` (the switch's pings
+  to the gateway, ``mss.media.health``; 0 also when ``list`` is not answered), when there is
+  a gateway.
 """
 from __future__ import annotations
 
@@ -106,9 +109,9 @@ def collect(switch, outcomes: CallOutcomes, now: float, media: dict | None = Non
     for outcome, n in outcomes.counts.items():
         e.add("mss_calls_ended_total", "counter", "Ended calls by outcome.", n,
               {"outcome": outcome})
-    for reason in ("rejected", "overload"):
+    for reason in ("rejected", "overload", "media_down"):
         e.add("mss_calls_refused_total", "counter",
-              "INVITEs refused before ringing (no route, busy rule, overload).",
+              "INVITEs refused before ringing (no route, busy rule, overload, no media gateway).",
               counters.get(reason, 0), {"reason": reason})
     e.add("mss_calls_accepting", "gauge", "1 while new calls are accepted (0 while draining).",
           bool(getattr(manager, "accepting", True)))
@@ -152,7 +155,7 @@ def collect(switch, outcomes: CallOutcomes, now: float, media: dict | None = Non
                   status.get("state") == "active", {"service": name})
 
     if media is not None:
-        e.add("mss_media_up", "gauge", "1 when the media gateway answered this scrape.",
+        e.add("mss_media_up", "gauge", "1 when the media gateway is up (answers its pings).",
               media.get("up", False))
         if "sessions" in media:
             e.add("mss_media_sessions", "gauge", "Calls with media on the gateway.",
@@ -234,6 +237,9 @@ class MetricsResource(resource.Resource):
         media = getattr(self.switch, "media", None)
         if media is None or not hasattr(media, "command"):
             return defer.succeed(None)
+        health = getattr(self.switch, "media_health", None)
+        if health is not None and not health.up:
+            return defer.succeed({"up": False})      # the monitor knows: no scrape-time wait
         d = defer.maybeDeferred(media.command, {"command": "list", "limit": 1000000})
         d.addTimeout(self.media_timeout, self.reactor)
 

@@ -317,7 +317,7 @@ class Call:
     def _media_failed(self, failure) -> None:
         self.log.error("media gateway failed for call {call_id}: {error}", call_id=self.id,
                        error=failure.getErrorMessage())
-        self.fail(503, "Media Gateway Unavailable", "media")
+        self.fail(503, "Media Gateway Unavailable", "media", self.m.media_down_headers())
 
     def _send_invites(self, targets, sdp: bytes) -> None:
         if self.state != "setup":

@@ -2,7 +2,8 @@
 dialog is routed to its call and leg.
 
 For a new INVITE, in order: overload (503 + Retry-After when too many calls are being set up,
-so calls in progress keep a short post-dial delay), authentication of the calling extension
+so calls in progress keep a short post-dial delay), media (503 "Media Gateway Unavailable" +
+Retry-After + Reason while the gateway is known to be down), authentication of the calling extension
 (407, the registrar's digest), routing (``Router``: extension, 404, 480), call waiting
 (486 when the callee is in a call and has call waiting off), then the ``Call`` forks to the
 callee's devices. Requests with a To tag are matched to a leg by (Call-ID, our tag); responses
@@ -32,6 +33,7 @@ from mss.sip.core import ALLOW, ITransactionUser
 from mss.sip.message import make_response
 
 CALL_WAITING_OFF = "call_waiting_off"
+MEDIA_DOWN = "Media Gateway Unavailable"
 
 
 def _caller_change(decision, caller, display):
@@ -110,7 +112,7 @@ class CallManager:
         self.setting_up = 0
         self.accepting = True                               # False while shutting down
         self.counters = {"calls": 0, "answered": 0, "busy": 0, "no answer": 0, "cancelled": 0,
-                         "failed": 0, "rejected": 0, "overload": 0}
+                         "failed": 0, "rejected": 0, "overload": 0, "media_down": 0}
         self.listeners = []          # callables(call, event) for metrics/services: "answered"/"ended"
 
     def set_engine(self, engine, forward_limit: int = 5) -> None:
@@ -346,6 +348,11 @@ class CallManager:
             self.counters["overload"] += 1
             self._answer(tx, request, 503, extra=(("Retry-After", str(self.retry_after)),))
             return
+        if not getattr(self.media, "available", True):
+            # a call now would connect with no audio: refuse it until the gateway is back
+            self.counters["media_down"] += 1
+            self._answer(tx, request, 503, MEDIA_DOWN, extra=self.media_down_headers())
+            return
         trunk = self.trunks.inbound_trunk(source.host, request.uri.number,
                                           request.to.uri.number) \
             if self.trunks is not None else None
@@ -571,6 +578,11 @@ class CallManager:
         except Exception:
             self.log.failure("CDR for refused call {call_id} could not be written",
                              call_id=request.call_id)
+
+    def media_down_headers(self) -> tuple:
+        """Retry-After and Reason (RFC 3326) of a 503 for want of the media gateway."""
+        return (("Retry-After", str(self.retry_after)),
+                ("Reason", 'SIP;cause=503;text="media gateway unavailable"'))
 
     def _answer(self, tx, request, status, reason=None, extra=()):
         resp = make_response(request, status, reason, to_tag=tx.to_tag or self.core.new_tag())

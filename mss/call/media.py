@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from twisted.internet import defer
 from twisted.logger import Logger
-from zope.interface import Interface, implementer
+from zope.interface import Attribute, Interface, implementer
 
 
 class IMediaAnchor(Interface):
@@ -29,6 +29,8 @@ class IMediaAnchor(Interface):
     def delete(call_id):
         """Free every stream of the call (fire and forget)."""
 
+    available = Attribute("False while the gateway is known to be down (calls get 503)")
+
 
 @implementer(IMediaAnchor)
 class GatewayMedia:
@@ -39,14 +41,20 @@ class GatewayMedia:
     log = Logger()
 
     def __init__(self, client, flush=lambda: None, *, ice: str | None = "remove",
-                 replace=("origin",)):
+                 replace=("origin",), health=None):
         self.client = client
         self.flush = flush
+        self.health = health            # mss.media.health.MediaHealth, when monitored
         self.extra: dict = {}
         if ice:
             self.extra["ICE"] = ice
         if replace:
             self.extra["replace"] = list(replace)
+
+    @property
+    def available(self) -> bool:
+        """False while the monitor sees the gateway down: new calls get 503."""
+        return self.health is None or self.health.up
 
     def _options(self, leg_label: str) -> dict:
         return dict(self.extra, label=leg_label) if leg_label else self.extra
@@ -102,6 +110,8 @@ class GatewayMedia:
 
 @implementer(IMediaAnchor)
 class PassThroughMedia:
+    available = True
+
     def offer(self, call_id, from_tag, sdp, leg_label=""):
         return defer.succeed(sdp)
 

@@ -159,16 +159,20 @@ class _ClientProtocol(DatagramProtocol):
 @implementer(IMediaGateway)
 class NgClient(_CommandsMixin, service.Service):
     """ng over UDP. ``NgClient(reactor, "127.0.0.1:22222")``; start it as a service (or
-    ``startService()``) before use."""
+    ``startService()``) before use. ``address`` may be None until a child gateway reports
+    the port it chose (commands fail with ``MediaError`` meanwhile); ``interface`` is where
+    our own socket binds (default: loopback for a loopback gateway, else any)."""
     log = Logger()
 
     def __init__(self, reactor, control_address, *, timeout: float = 5.0,
-                 first_retransmit: float = 0.5, on_notify: Callable[[dict], Any] | None = None):
+                 first_retransmit: float = 0.5, on_notify: Callable[[dict], Any] | None = None,
+                 interface: str | None = None):
         if isinstance(control_address, str):
             host, _, port = control_address.rpartition(":")
             control_address = (host.strip("[]"), int(port))
         self.reactor = reactor
         self.address = control_address
+        self.interface = interface
         self.timeout = timeout
         self.first_retransmit = first_retransmit
         self.on_notify = on_notify
@@ -180,9 +184,12 @@ class NgClient(_CommandsMixin, service.Service):
 
     def startService(self):
         super().startService()
-        interface = "::" if ":" in self.address[0] else "0.0.0.0"
-        if self.address[0].startswith("127."):
-            interface = "127.0.0.1"
+        interface = self.interface
+        if interface is None:
+            host = self.address[0] if self.address is not None else "127.0.0.1"
+            interface = "::" if ":" in host else "0.0.0.0"
+            if host.startswith("127."):
+                interface = "127.0.0.1"
         self._port = self.reactor.listenUDP(0, self._protocol, interface=interface)
 
     def stopService(self):
@@ -196,24 +203,35 @@ class NgClient(_CommandsMixin, service.Service):
             port, self._port = self._port, None
             return port.stopListening()
 
-    def command(self, message: dict) -> defer.Deferred:
+    def command(self, message: dict, timeout: float | None = None) -> defer.Deferred:
+        """Send ``message``; ``timeout`` (default: the client's) bounds the retransmissions.
+        Cancelling the Deferred stops them."""
         if self._port is None:
             return defer.fail(MediaError("media client is not started"))
+        if self.address is None:
+            return defer.fail(MediaError("media gateway is not ready"))
+        timeout = self.timeout if timeout is None else timeout
         cookie = self._prefix + b"%d" % next(self._ids)
         datagram = ng.format(cookie, message)
-        d = defer.Deferred()
+        address = self.address
+
+        def cancel(_):
+            entry = self._pending.pop(cookie, None)
+            if entry is not None and entry[2].active():
+                entry[2].cancel()
+        d = defer.Deferred(cancel)
         started = self.reactor.seconds()
 
         def send(interval: float) -> None:
             elapsed = self.reactor.seconds() - started
-            if elapsed >= self.timeout:
+            if elapsed >= timeout:
                 self._pending.pop(cookie, None)
-                d.errback(MediaTimeout(f"no answer from media gateway {self.address[0]}:"
-                                       f"{self.address[1]} to {message.get('command')} "
+                d.errback(MediaTimeout(f"no answer from media gateway {address[0]}:"
+                                       f"{address[1]} to {message.get('command')} "
                                        f"after {elapsed:.1f} s"))
                 return
-            self._port.write(datagram, self.address)
-            wait = min(interval, self.timeout - elapsed)
+            self._port.write(datagram, address)
+            wait = min(interval, timeout - elapsed)
             self._pending[cookie] = [d, message, self.reactor.callLater(wait, send, interval * 2)]
         send(self.first_retransmit)
         return d

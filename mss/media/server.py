@@ -25,6 +25,7 @@ import socket
 
 from twisted.application import service
 from twisted.internet.defer import Deferred
+from twisted.internet.error import CannotListenError
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 from zope.interface import implementer
@@ -239,8 +240,11 @@ class MediaGatewayService(service.Service):
     log = Logger()
 
     def __init__(self, reactor, *, control: str, rtp_ports: tuple[int, int],
-                 public_address: str, bind: str = "0.0.0.0", media_timeout: float = 60.0):
+                 public_address: str, bind: str = "0.0.0.0", media_timeout: float = 60.0,
+                 reporter=None):
+        from mss.media.supervision import Reporter
         self.reactor = reactor
+        self.reporter = reporter if reporter is not None else Reporter()
         self.control = split_address(control)
         self.sockets = EpollSockets(reactor, bind)
         self.gateway = Gateway(clock=reactor, sockets=self.sockets,
@@ -254,12 +258,18 @@ class MediaGatewayService(service.Service):
         super().startService()
         raise_file_limit()
         host, port = self.control
-        self.port = self.reactor.listenUDP(port, self.protocol, interface=host)
+        try:
+            self.port = self.reactor.listenUDP(port, self.protocol, interface=host)
+        except CannotListenError as e:
+            self.reporter.failed(f"cannot listen on control {host}:{port}: {e.socketError}")
+            return
         self.sockets.start()
         self.gateway.start()
+        bound = self.port.getHost().port
         self.log.info("media gateway: control {host}:{port}, RTP {low}-{high}, address {address}",
-                      host=host, port=self.port.getHost().port, low=self.gateway.ports.low,
+                      host=host, port=bound, low=self.gateway.ports.low,
                       high=self.gateway.ports.high, address=self.gateway.public_address)
+        self.reporter.ready(f"{host}:{bound}")
 
     def stopService(self):
         super().stopService()

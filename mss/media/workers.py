@@ -1,9 +1,10 @@
 """Several gateway worker processes behind one control port (``[media] workers`` > 1).
 
 Theory of operation. The front process owns the public control port and no RTP. It starts N
-workers (``twistd -n mss-media --worker-control 127.0.0.1:<control+1+i> --worker-ports <slice>``)
+workers (``twistd -n mss-media --worker-control 127.0.0.1:0 --worker-ports <slice> --supervised``)
 as child processes, restarted when they die; each worker is an ordinary single-process gateway
-with its own loopback control port and a disjoint slice of the RTP port range, so each worker
+with its own loopback control port (a free one it reports back: nothing assumes the ports
+next to the front's are free) and a disjoint slice of the RTP port range, so each worker
 uses one core and capacity grows with cores. The ``Router`` sends every command about a call to
 the worker chosen by ``crc32(call-id) % N`` (the same worker for the call's whole life).
 
@@ -197,39 +198,82 @@ class Router:
 
 
 class FrontService(service.MultiService):
-    """The front process: control port, router, and the worker child processes."""
+    """The front process: control port, router, and the worker child processes.
+
+    Each worker binds a free loopback control port and reports it (supervised children,
+    ``mss.media.child``); the front reports itself ready once every worker has, and answers
+    ``ping`` with an error while a worker is not running, so the switch sees a gateway that
+    cannot relay as down."""
     log = Logger()
 
     def __init__(self, reactor, *, config_path: str, control: str, rtp_ports: tuple[int, int],
-                 workers: int, bind: str = "127.0.0.1", python: str | None = None):
+                 workers: int, bind: str = "127.0.0.1", python: str | None = None,
+                 reporter=None):
+        from mss.media.supervision import Reporter
         super().__init__()
         self.reactor = reactor
         self.control = split_address(control)
+        self.reporter = reporter if reporter is not None else Reporter()
         host = bind if bind not in ("0.0.0.0", "::", "") else "127.0.0.1"
         slices = PortAllocator(*rtp_ports).split(workers)
         self.clients = []
         for i, (low, high) in enumerate(slices):
-            address = f"127.0.0.1:{self.control[1] + 1 + i}"
+            client = NgClient(reactor, None, timeout=2.0, first_retransmit=0.2,
+                              interface="127.0.0.1")
             ChildProcessService(
                 reactor, twistd_argv("mss-media", "--config", config_path, "--worker-control",
-                                     address, "--worker-ports", f"{low}-{high}", python=python),
-                f"mss-media-worker{i}").setServiceParent(self)
-            client = NgClient(reactor, address, timeout=2.0, first_retransmit=0.2)
+                                     "127.0.0.1:0", "--worker-ports", f"{low}-{high}",
+                                     "--supervised", python=python),
+                f"mss-media-worker{i}", supervised=True,
+                on_ready=lambda address, i=i: self._worker_ready(i, address),
+                on_failed=lambda reason, i=i: self._worker_failed(i, reason),
+            ).setServiceParent(self)
             client.setServiceParent(self)
             self.clients.append(client)
         self.router = Router(self.clients, bridge_host=host)
         for client in self.clients:
             client.on_notify = self.router.notified
-        self.protocol = ControlProtocol(self.router.handle, reactor)
+        self.protocol = ControlProtocol(self._handle, reactor)
         self.router.notify = self.protocol.notify
         self.port = None
+        self._reported = False
+
+    def _handle(self, msg: dict, source):
+        if msg.get("command") == "ping":
+            missing = [i for i, c in enumerate(self.clients) if c.address is None]
+            if missing:
+                return ng.error(f"media worker {missing[0]} is not running")
+        return self.router.handle(msg, source)
+
+    def _worker_ready(self, index: int, address) -> None:
+        self.clients[index].address = address
+        self.log.info("media worker {index} ready on {host}:{port}", index=index,
+                      host=address[0], port=address[1])
+        self._report_ready()
+
+    def _worker_failed(self, index: int, reason: str) -> None:
+        self.clients[index].address = None
+        self.log.warn("media worker {index} down: {reason}", index=index, reason=reason)
+
+    def _report_ready(self) -> None:
+        if self._reported or self.port is None:
+            return
+        if all(c.address is not None for c in self.clients):
+            self._reported = True
+            self.reporter.ready(f"{self.control[0]}:{self.port.getHost().port}")
 
     def startService(self):
+        from twisted.internet.error import CannotListenError
+        host, port = self.control
+        try:
+            self.port = self.reactor.listenUDP(port, self.protocol, interface=host)
+        except CannotListenError as e:
+            self.reporter.failed(f"cannot listen on control {host}:{port}: {e.socketError}")
+            return
         super().startService()
-        self.port = self.reactor.listenUDP(self.control[1], self.protocol,
-                                           interface=self.control[0])
         self.log.info("media gateway front: control {host}:{port}, {n} workers",
-                      host=self.control[0], port=self.port.getHost().port, n=len(self.clients))
+                      host=host, port=self.port.getHost().port, n=len(self.clients))
+        self._report_ready()
 
     def stopService(self):
         d = super().stopService()

@@ -31,47 +31,69 @@ class OptionsTests(SynchronousTestCase):
         self.assertIn("media.rtp_ports", str(e.exception))
 
 
+def start_child(testcase, path, **kwargs):
+    """A MediaChildService on ``path``; returns it, a queue of the control addresses it
+    reports and a queue of its failure reasons."""
+    ready, failed = defer.DeferredQueue(), defer.DeferredQueue()
+    child = MediaChildService(reactor, path, kill_after=5, on_ready=ready.put,
+                              on_failed=failed.put, **kwargs)
+    child.startService()
+    testcase.addCleanup(lambda: child.stopService() if child.running else None)
+    return child, ready, failed
+
+
 class ChildProcessTests(TestCase):
     timeout = 60
 
     def setUp(self):
-        self.port = free_udp_port()
         self.path = os.path.abspath(self.mktemp())
         with open(self.path, "w") as f:
-            f.write('[media]\ncontrol = "127.0.0.1:%d"\nrtp_ports = "46000-46099"\n'
-                    'public_address = "127.0.0.1"\nworkers = 1\n' % self.port)
-        self.client = NgClient(reactor, ("127.0.0.1", self.port), timeout=0.5,
-                               first_retransmit=0.1)
+            f.write('[media]\nrtp_ports = "46000-46099"\n'
+                    'public_address = "127.0.0.1"\nworkers = 1\n')
+        self.client = NgClient(reactor, None, timeout=0.5, first_retransmit=0.1,
+                               interface="127.0.0.1")
         self.client.startService()
         self.addCleanup(self.client.stopService)
 
     @defer.inlineCallbacks
-    def wait_for_pong(self, seconds=20):
-        deadline = reactor.seconds() + seconds
-        while True:
-            try:
-                reply = yield self.client.ping()
-                return reply
-            except MediaTimeout:
-                if reactor.seconds() > deadline:
-                    raise
-
-    @defer.inlineCallbacks
-    def test_starts_answers_ping_restarts_and_stops(self):
-        child = MediaChildService(reactor, self.path, kill_after=5)
-        child.startService()
-        self.addCleanup(lambda: child.stopService() if child.running else None)
-        self.assertEqual((yield self.wait_for_pong()), {"result": "pong"})
-        first = child.pid
-        os.kill(first, signal.SIGKILL)            # a crash: restarted after 1 s
-        while child.pid == first or child.process is None:
-            yield task.deferLater(reactor, 0.1, lambda: None)
-        self.assertEqual((yield self.wait_for_pong()), {"result": "pong"})
+    def test_starts_on_a_free_port_answers_ping_restarts_and_stops(self):
+        """No control port configured: the child binds a free one and reports it; after a
+        crash the new child reports its own, and ping works at each."""
+        child, ready, failed = start_child(self, self.path)
+        self.client.address = yield ready.get().addTimeout(20, reactor)
+        self.assertEqual(self.client.address[0], "127.0.0.1")
+        self.assertNotEqual(self.client.address[1], 0)
+        self.assertEqual((yield self.client.ping()), {"result": "pong"})
+        os.kill(child.pid, signal.SIGKILL)            # a crash: restarted after 1 s
+        self.assertEqual((yield failed.get().addTimeout(5, reactor)),
+                         "mss-media process exited (signal 9)")
+        self.client.address = yield ready.get().addTimeout(20, reactor)
+        self.assertEqual((yield self.client.ping()), {"result": "pong"})
         self.assertEqual(child.restarts, 1)
         yield child.stopService()
         self.assertIsNone(child.process)
         with self.assertRaises(ProcessLookupError):
             os.kill(child.pid, 0)
+
+    @defer.inlineCallbacks
+    def test_cannot_start_is_one_reason_not_a_traceback(self):
+        """The configured control port is taken: the child reports why in one line and
+        exits 1; its output has no traceback."""
+        busy = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        busy.bind(("127.0.0.1", 0))
+        self.addCleanup(busy.close)
+        port = busy.getsockname()[1]
+        lines = []
+        child, ready, failed = start_child(self, self.path, control=f"127.0.0.1:{port}")
+        child.output = lines.append
+        reason = yield failed.get().addTimeout(20, reactor)
+        self.assertTrue(reason.startswith(f"cannot listen on control 127.0.0.1:{port}: "),
+                        reason)
+        self.assertIn("in use", reason)
+        while child.process is not None:            # it exits by itself (bounded by timeout)
+            yield task.deferLater(reactor, 0.05, lambda: None)
+        yield child.stopService()
+        self.assertFalse([line for line in lines if "Traceback" in line], lines)
 
 
 class WorkersProcessTests(TestCase):
@@ -80,26 +102,18 @@ class WorkersProcessTests(TestCase):
 
     @defer.inlineCallbacks
     def start_front(self, ports):
-        port = free_udp_port()           # the workers take port + 1 and port + 2
         path = os.path.abspath(self.mktemp())
         with open(path, "w") as f:
-            f.write('[media]\ncontrol = "127.0.0.1:%d"\nrtp_ports = "%s"\n'
-                    'public_address = "127.0.0.1"\nworkers = 2\n' % (port, ports))
-        child = MediaChildService(reactor, path, kill_after=5)
-        child.startService()
-        self.addCleanup(lambda: child.stopService() if child.running else None)
-        client = NgClient(reactor, ("127.0.0.1", port), timeout=0.5, first_retransmit=0.1)
+            f.write('[media]\nrtp_ports = "%s"\npublic_address = "127.0.0.1"\nworkers = 2\n'
+                    % ports)
+        child, ready, _ = start_child(self, path)
+        client = NgClient(reactor, None, timeout=0.5, first_retransmit=0.1,
+                          interface="127.0.0.1")
         client.startService()
         self.addCleanup(client.stopService)
-        deadline = reactor.seconds() + 30
-        while True:                       # list needs both workers up
-            try:
-                yield client.command({"command": "list"})
-                break
-            except Exception:
-                if reactor.seconds() > deadline:
-                    raise
-                yield task.deferLater(reactor, 0.2, lambda: None)
+        # the front reports ready once both workers have reported theirs
+        client.address = yield ready.get().addTimeout(30, reactor)
+        self.assertEqual((yield client.ping()), {"result": "pong"})
         return child, client
 
     def phones(self, count):
@@ -187,20 +201,3 @@ class WorkersProcessTests(TestCase):
         yield client.delete("operator")
         self.assertEqual((yield client.command({"command": "room-list"}))["rooms"], [])
         yield child.stopService()
-
-
-class OrphanWatchTests(SynchronousTestCase):
-    def test_stops_reactor_when_reparented(self):
-        from twisted.internet.testing import MemoryReactorClock
-        r = MemoryReactorClock()
-        r.running = True
-        stopped = []
-        r.stop = lambda: stopped.append(True)
-        watch = tap.OrphanWatch(r)
-        watch.startService()
-        r.advance(1)
-        self.assertEqual(stopped, [])
-        watch.parent_pid = -1            # as if our parent had changed
-        r.advance(1)
-        self.assertEqual(stopped, [True])
-        watch.stopService()
