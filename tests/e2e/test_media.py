@@ -12,7 +12,10 @@ every packet arrives byte for byte from the port the phone sends to. A silent ca
 by the media timeout. A feature code answered by a service (``*78``) gets the gateway's SDP
 and the confirm tone's frames (one and two gateway workers). A call through a real rtpengine
 (``[media] mode = "remote"``) proves the switch drives it in place of the built-in gateway.
-Each test has its own control port and its own RTP port range.
+Each test has its own RTP port range; the gateway's control port is one it picks at start-up.
+The gateway dies with its switch (``kill -9`` included) and a restarted switch carries RTP
+again; two switches with default media settings run side by side; a gateway that cannot start
+is reported (log, ``mssctl status``, ``mss_media_up``) and calls get 503 with Retry-After.
 """
 from __future__ import annotations
 
@@ -27,7 +30,7 @@ import time
 from twisted.internet import defer, protocol, reactor, task
 from twisted.trial import unittest
 
-from tests.e2e.harness import SIPP, Switch, free_port, sipp
+from tests.e2e.harness import SIPP, Switch, free_port, sipp, until
 
 PASSWORDS = {"1001": "pw-1001-m", "1002": "pw-1002-m"}
 PAYLOAD_TYPES = {"PCMU": 0, "PCMA": 8, "G729": 18}
@@ -122,6 +125,51 @@ class Phone(protocol.DatagramProtocol):
             self.got_one.callback(None)
 
 
+def media_up_since(switch: Switch, start: int = 0) -> bool:
+    """The switch logged its gateway up after ``start`` (an offset in its output)."""
+    return "media gateway up at" in switch.output[start:]
+
+
+def processes() -> dict[int, tuple[int, str]]:
+    """pid -> (parent pid, state letter) of every process, from /proc."""
+    out = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rpartition(")")[2].split()
+            except OSError:
+                continue
+            out[int(entry)] = (int(fields[1]), fields[0])
+    return out
+
+
+def descendants(pid: int) -> list[int]:
+    table = processes()
+    found, todo = [], [pid]
+    while todo:
+        parent = todo.pop()
+        for child, (ppid, _) in table.items():
+            if ppid == parent:
+                found.append(child)
+                todo.append(child)
+    return found
+
+
+def living(pids) -> list[int]:
+    """Those of ``pids`` that still run (a zombie nobody reaped has ended)."""
+    table = processes()
+    return [p for p in pids if p in table and table[p][1] not in ("Z", "X")]
+
+
+def cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
 class MediaTestCase(unittest.TestCase):
     timeout = 60
     media: dict = {}
@@ -130,14 +178,7 @@ class MediaTestCase(unittest.TestCase):
     def setUp(self):
         if SIPP is None:
             raise unittest.SkipTest("sipp is not installed")
-        settings = {"calls": {"no_answer_timeout": 5}, "media": dict(self.media)}
-        if settings["media"].get("mode") == "child":
-            self.ports = rtp_range()
-            settings["media"] = {
-                "control": f"127.0.0.1:{free_port()}", "rtp_ports": "%d-%d" % self.ports,
-                "public_address": GATEWAY, "workers": 1, **self.media}
-        self.switch = Switch(self, settings)
-        yield self.switch.start()
+        self.switch = yield self.start_switch(self.settings())
         self.target = f"127.0.0.1:{self.switch.port}"
         for number, password in PASSWORDS.items():
             yield self.mssctl("extension", "add", number, "--password", password)
@@ -145,6 +186,25 @@ class MediaTestCase(unittest.TestCase):
         port = reactor.listenUDP(0, self.notes, interface="127.0.0.1")
         self.addCleanup(port.stopListening)
         self.note_port = port.getHost().port
+
+    def settings(self) -> dict:
+        settings = {"calls": {"no_answer_timeout": 5}, "media": dict(self.media)}
+        if settings["media"].get("mode") == "child":
+            self.ports = rtp_range()
+            settings["media"] = {"rtp_ports": "%d-%d" % self.ports, "public_address": GATEWAY,
+                                 "workers": 1, **self.media}
+        return settings
+
+    @defer.inlineCallbacks
+    def start_switch(self, settings: dict, switch: Switch | None = None):
+        """Start a switch; in child mode wait until it sees its gateway up (calls before
+        that get 503)."""
+        switch = switch or Switch(self, settings)
+        yield switch.start()
+        if switch.settings["media"].get("mode") == "child":
+            yield until(self, lambda: defer.succeed(media_up_since(switch)), 20,
+                        "media gateway up", lambda: switch.output[-3000:])
+        return switch
 
     def note(self, who: str, event: str, timeout: float = 15) -> defer.Deferred:
         """The SDP the ``who`` SIPp saw at ``event``; on a timeout the switch's log explains."""
@@ -381,7 +441,7 @@ class ToneTests(ToneMixin, MediaTestCase):
 
 class ToneWorkersTests(ToneMixin, MediaTestCase):
     """The tone through a gateway with two worker processes: the front process routes
-    play-tone to the call's worker (whose control port follows the front's)."""
+    play-tone to the call's worker (each worker on a control port it chose)."""
 
     media = {"mode": "child", "workers": 2}
 
@@ -456,3 +516,134 @@ class RtpengineCallTests(MediaTestCase):
             self.assertGreaterEqual(counts.get("resumed", 0), 20, counts)
         cdr = yield self.cdr()
         self.assertEqual(cdr["disposition"], "answered")
+
+
+class SupervisionTests(MediaTestCase):
+    """The gateway (front and two workers) dies with its switch, ``kill -9`` included, and
+    the restarted switch's new gateway carries RTP again."""
+
+    media = {"mode": "child", "workers": 2}
+
+    def kill_leftovers(self, pids) -> None:
+        for pid in living(pids):                  # only the gateway processes of this test
+            os.kill(pid, 9)
+
+    @defer.inlineCallbacks
+    def test_kill_9_leaves_no_gateway_and_restart_carries_rtp(self):
+        gateway = descendants(self.switch.process.pid)
+        self.addCleanup(self.kill_leftovers, gateway)
+        self.assertEqual(len(gateway), 3, [cmdline(p) for p in gateway])
+        self.assertTrue(all("mss-media" in cmdline(p) for p in gateway),
+                        [cmdline(p) for p in gateway])
+        yield self.switch.kill()
+        killed = time.monotonic()
+        while living(gateway) and time.monotonic() - killed < 2.0:
+            yield task.deferLater(reactor, 0.02, lambda: None)
+        self.assertEqual(living(gateway), [], "gateway processes outlived the switch by 2 s: "
+                         + "; ".join(cmdline(p) for p in living(gateway)))
+        yield self.start_switch(None, self.switch)
+        self.assertEqual(len(descendants(self.switch.process.pid)), 3)
+        a, b, notes = yield self.talk_with_hold()
+        port_a, port_b = notes[("uac", "answer")][1], notes[("uas", "invite")][1]
+        for counts in (self.assertIntact(b, a, (GATEWAY, port_b)),
+                       self.assertIntact(a, b, (GATEWAY, port_a))):
+            self.assertGreaterEqual(counts.get("talk", 0), 20, counts)
+        self.assertNotIn("Traceback", self.switch.output)
+
+
+class TwoSwitchesTests(MediaTestCase):
+    """Two switches on one host with the default [media] settings (child mode, no control
+    port, the default RTP range and workers): both gateways start and both relay RTP."""
+
+    media = {"mode": "child"}
+
+    def settings(self) -> dict:
+        return {"calls": {"no_answer_timeout": 5},
+                "media": {"mode": "child", "public_address": GATEWAY}}
+
+    @defer.inlineCallbacks
+    def test_both_relay_rtp(self):
+        first = self.switch
+        second = yield self.start_switch(self.settings())
+        for switch in (first, second):
+            self.switch, self.target = switch, f"127.0.0.1:{switch.port}"
+            if switch is second:
+                for number, password in PASSWORDS.items():
+                    yield self.mssctl("extension", "add", number, "--password", password)
+            self.notes.seen.clear()
+            a, b, notes = yield self.talk_with_hold()
+            port_a, port_b = notes[("uac", "answer")][1], notes[("uas", "invite")][1]
+            self.assertEqual((notes[("uac", "answer")][0], notes[("uas", "invite")][0]),
+                             (GATEWAY, GATEWAY))
+            for counts in (self.assertIntact(b, a, (GATEWAY, port_b)),
+                           self.assertIntact(a, b, (GATEWAY, port_a))):
+                self.assertGreaterEqual(counts.get("talk", 0), 20, counts)
+                self.assertGreaterEqual(counts.get("resumed", 0), 20, counts)
+            self.assertNotIn("Traceback", switch.output)
+            self.assertNotIn("media gateway down", switch.output)
+
+
+class GatewayDownTests(MediaTestCase):
+    """The gateway cannot start (its configured control port is taken): one log line names
+    the cause, ``mssctl status`` and ``mss_media_up`` say it is down, and an INVITE gets
+    503 with Retry-After and a Reason, never a call without audio."""
+
+    media = {"mode": "child"}
+
+    def settings(self) -> dict:
+        import socket
+        self.busy = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.busy.bind(("127.0.0.1", 0))
+        self.addCleanup(self.busy.close)
+        self.metrics_port = free_port()
+        settings = super().settings()
+        settings["media"]["control"] = "127.0.0.1:%d" % self.busy.getsockname()[1]
+        settings["metrics"] = {"enabled": True, "port": self.metrics_port}
+        settings["calls"]["retry_after"] = 7
+        return settings
+
+    @defer.inlineCallbacks
+    def start_switch(self, settings, switch=None):
+        switch = switch or Switch(self, settings)
+        yield switch.start()
+        return switch
+
+    @defer.inlineCallbacks
+    def test_reported_and_calls_refused(self):
+        import secrets
+        from twisted.web.client import Agent, readBody
+        from mss.sip.message import parse
+        from tests.e2e.harness import udp_client
+        port = self.busy.getsockname()[1]
+        cause = f"media gateway down: cannot listen on control 127.0.0.1:{port}: "
+        yield until(self, lambda: defer.succeed(cause in self.switch.output), 20,
+                    "the gateway's failure logged", lambda: self.switch.output[-3000:])
+        self.assertEqual(self.switch.output.count("media gateway down:"), 1,
+                         self.switch.output[-3000:])
+        self.assertNotIn("Traceback", self.switch.output)
+
+        out = yield self.mssctl("status")
+        line = next(l for l in out.splitlines() if l.startswith("media:"))
+        self.assertTrue(line.startswith("media: down since "), line)
+        self.assertIn(f"cannot listen on control 127.0.0.1:{port}", line)
+
+        response = yield Agent(reactor).request(
+            b"GET", b"http://127.0.0.1:%d/metrics" % self.metrics_port)
+        metrics = (yield readBody(response)).decode()
+        self.assertIn("\nmss_media_up 0\n", metrics)
+
+        client = udp_client(self)
+        local = client.transport.getHost().port
+        invite = (f"INVITE sip:1002@127.0.0.1:{self.switch.port} SIP/2.0\r\n"
+                  f"Via: SIP/2.0/UDP 127.0.0.1:{local};branch=z9hG4bK{secrets.token_hex(6)}\r\n"
+                  "Max-Forwards: 70\r\nFrom: <sip:1001@127.0.0.1>;tag=down\r\n"
+                  "To: <sip:1002@127.0.0.1>\r\nCall-ID: down-" + secrets.token_hex(4) + "\r\n"
+                  "CSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n").encode()
+        client.transport.write(invite, ("127.0.0.1", self.switch.port))
+        answer = parse((yield client.next()))[0]
+        while answer.status == 100:
+            answer = parse((yield client.next()))[0]
+        self.assertEqual((answer.status, answer.reason), (503, "Media Gateway Unavailable"))
+        self.assertEqual(answer.headers.get("retry-after"), "7")
+        self.assertEqual(answer.headers.get("reason"),
+                         'SIP;cause=503;text="media gateway unavailable"')
