@@ -102,6 +102,25 @@ class RunningSwitchTests(unittest.TestCase):
         self.assertEqual(out, f"configuration: {self.config}\nstore: {store}\n")
         self.assertIn("not running", err)
 
+    async def test_status_shows_the_media_gateway(self):
+        """media: off without a gateway; up since when and where; down since when and why."""
+        import time
+        from mss.media.health import MediaHealth
+        code, out, err = await self.mssctl("status")
+        self.assertEqual(out.splitlines()[-1], "media: off")
+        self.live.switch.settings["media"]["mode"] = "child"
+        health = self.live.switch.media_health = MediaHealth()
+        since = time.mktime((2031, 5, 6, 7, 8, 9, 0, 0, -1))
+        health.mark_up(since, "127.0.0.1:40000")
+        code, out, err = await self.mssctl("status")
+        self.assertEqual(out.splitlines()[-1],
+                         "media: up since 2031-05-06 07:08:09 (127.0.0.1:40000)")
+        health.mark_down(since + 60, "no answer to ping from 127.0.0.1:40000 within 1 s")
+        code, out, err = await self.mssctl("status")
+        self.assertEqual((code, out.splitlines()[-1]), (0, (
+            "media: down since 2031-05-06 07:09:09: no answer to ping from 127.0.0.1:40000 "
+            "within 1 s")))
+
     async def test_reload_reports_failures(self):
         self.live.switch.service_engine = None
         code, out, err = await self.mssctl("reload")

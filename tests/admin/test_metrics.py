@@ -154,6 +154,28 @@ class ScrapeTests(unittest.TestCase):
         self.assertNotIn(("mss_media_sessions", frozenset()), m)
 
     @defer.inlineCallbacks
+    def test_media_down_by_the_monitor_is_0_without_asking(self):
+        """The switch's monitor says down: mss_media_up is 0 at once (no scrape-time wait on
+        a dead gateway); up again when it says up."""
+        from mss.media.health import MediaHealth
+        asked = []
+
+        class Media:
+            def command(self, message):
+                asked.append(message)
+                return defer.succeed({"result": "ok", "calls": ["c1"]})
+        self.switch.media = Media()
+        health = self.switch.media_health = MediaHealth()
+        health.mark_down(1.0, "cannot listen on control 127.0.0.1:22222: in use")
+        m = yield self.scrape()
+        self.assertEqual((m[("mss_media_up", frozenset())], asked), (0, []))
+        self.assertEqual(m[("mss_calls_refused_total", frozenset({("reason", "media_down")}))], 0)
+        health.mark_up(2.0, "127.0.0.1:40000")
+        m = yield self.scrape()
+        self.assertEqual((m[("mss_media_up", frozenset())], len(asked)), (1, 1))
+        self.assertEqual(m[("mss_media_sessions", frozenset())], 1)
+
+    @defer.inlineCallbacks
     def test_other_paths(self):
         response, body = yield self.get(b"/nope")
         self.assertEqual(response.code, 404)

@@ -304,3 +304,49 @@ class ContainmentTests(ManagerTestCase):
         self.a.take(500)
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
         self.sw.assert_clean(self)
+
+
+class MediaGatewayDownTests(ManagerTestCase):
+    """No call without audio: while the gateway is known to be down a new INVITE gets 503
+    with Retry-After and a Reason, before authentication; a gateway that fails the call's
+    offer (not answering, out of ports) gives the same answer."""
+    options = {"retry_after": 9}
+
+    def setUp(self):
+        super().setUp()
+        from twisted.internet import defer
+        from mss.call.media import GatewayMedia
+        from mss.media.client import MediaTimeout
+        from mss.media.health import MediaHealth
+
+        class Client:
+            def offer(self, *args, **kwargs):
+                return defer.fail(MediaTimeout("no answer from media gateway"))
+
+            def delete(self, call_id):
+                return defer.succeed({})
+        self.health = MediaHealth()
+        self.sw.calls.media = GatewayMedia(Client(), health=self.health)
+
+    def assertRefused(self, response):
+        self.assertEqual((response.status, response.reason), (503, "Media Gateway Unavailable"))
+        self.assertEqual(response.headers.get("retry-after"), "9")
+        self.assertEqual(response.headers.get("reason"),
+                         'SIP;cause=503;text="media gateway unavailable"')
+        self.assertFalse(self.b.has("INVITE"))
+
+    def test_down(self):
+        self.health.mark_down(1.0, "cannot listen on control 127.0.0.1:22222: in use")
+        checked = self.sw.auth.checked
+        self.a.invite("1002")
+        self.assertRefused(self.a.take(503))
+        self.assertEqual(self.sw.auth.checked, checked)
+        self.assertEqual(self.sw.calls.counters["media_down"], 1)
+        self.assertEqual(self.sw.calls.calls, {})
+
+    def test_up_but_the_offer_fails(self):
+        self.health.mark_up(1.0, "127.0.0.1:40000")
+        self.a.invite("1002")
+        self.assertRefused(self.a.take(503))
+        self.assertEqual(self.sw.calls.counters["media_down"], 0)
+        self.assertEqual([c.disposition for c in self.sw.cdrs()], ["failed"])
