@@ -238,7 +238,7 @@ def main() -> int:
         while True:
             try:
                 control(command="ping", timeout=0.3)
-                if args.workers > 1:      # the front answers ping itself: wait for the workers
+                if args.workers > 1:      # ping answers once the workers run; list proves it
                     control(command="list", timeout=0.5)
                 break
             except RuntimeError:

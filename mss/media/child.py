@@ -13,7 +13,7 @@ whose write end only we hold, so it ends when we die however we die, and reports
 control address it bound (``on_ready``) or why it could not start (``on_failed``, which is
 also told when it exits).
 """
-# -*- test-case-name: tests.media.test_child -*-
+# -*- test-case-name: tests.media.test_tap -*-
 from __future__ import annotations
 
 import os
