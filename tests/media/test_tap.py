@@ -10,7 +10,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from mss.media import tap
 from mss.media.child import MediaChildService
-from mss.media.client import MediaTimeout, NgClient
+from mss.media.client import NgClient
 
 
 def free_udp_port():
