@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_config -*-
 """Server settings from ``etc/mss.toml``: schema, defaults and validation.
 
 The file holds server settings only (provisioning lives in the store). Every key is declared
@@ -12,7 +13,6 @@ on its own: its relative paths would put the store inside the installed package,
 reinstall deletes it and where ``mssctl`` run elsewhere would find another one. For the same
 reason no file mss writes may resolve inside the installed package.
 """
-# -*- test-case-name: tests.test_config -*-
 from __future__ import annotations
 
 import ipaddress

@@ -1,10 +1,10 @@
+# -*- test-case-name: tests.test_tap -*-
 """``twistd mss``: command-line options and the assembly of the running switch.
 
 ``makeService`` reads the configuration, builds the sans-I/O core and its transaction users,
 and wraps them in Twisted services (transports, store polling, media gateway child, operations).
 A configuration error is a ``UsageError`` so twistd prints one line and exits: no traceback.
 """
-# -*- test-case-name: tests.test_tap -*-
 from __future__ import annotations
 
 import gc

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.call.test_call -*-
 """A call: one A leg (mss as UAS) and its B legs (mss as UAC), and what happens between them.
 
 Theory of operation
@@ -32,7 +33,6 @@ Every SDP passes through the media anchor (``IMediaAnchor``), which may rewrite 
 ends exactly once (``end``): timers stop, media is freed, the CDR is written, and the manager
 forgets the call.
 """
-# -*- test-case-name: tests.call.test_call -*-
 from __future__ import annotations
 
 from twisted.logger import Logger

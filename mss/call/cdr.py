@@ -1,10 +1,10 @@
+# -*- test-case-name: tests.call.test_cdr -*-
 """Call detail records: one per call, written when the call ends (before it is dropped).
 
 Dispositions: answered, busy, no answer, cancelled, failed (RFC-neutral words operators use);
 ``cause`` keeps the SIP status and why. Times are Unix timestamps; ``duration`` runs from the
 INVITE to the end, ``billsec`` from the answer to the end.
 """
-# -*- test-case-name: tests.call.test_cdr -*-
 from __future__ import annotations
 
 import attrs

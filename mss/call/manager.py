@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.call.test_manager -*-
 """The call core's transaction user: new INVITEs become ``Call`` objects; everything else in a
 dialog is routed to its call and leg.
 
@@ -14,7 +15,6 @@ timers) runs under ``guarded``; an exception there is logged with the call's id 
 call cleanly (500 to a waiting caller, BYE on answered legs, CDR "failed"), so that a bug or
 unforeseen input costs one call, never leaked state or the shell's timer loop.
 """
-# -*- test-case-name: tests.call.test_manager -*-
 from __future__ import annotations
 
 import secrets

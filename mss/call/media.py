@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.call.test_media -*-
 """The seam between call control and media anchoring.
 
 ``GatewayMedia`` adapts an ng client (``mss.media.client.NgClient``: the built-in gateway or
@@ -11,7 +12,6 @@ returns the SDP for the offerer) and ends media with ``delete``. Every result is
 the built-in gateway and rtpengine answer over UDP. ``PassThroughMedia`` is ``[media] mode =
 "off"``: the SDP goes through unchanged, synchronously.
 """
-# -*- test-case-name: tests.call.test_call -*-
 from __future__ import annotations
 
 from twisted.internet import defer

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.call.test_routing -*-
 """Where a dialled number goes (the dial plan): ``Router.route`` is the one seam the call
 manager asks; Lua services act around it (originating/terminating hooks).
 
@@ -5,7 +6,6 @@ A local extension resolves to every registered device (forking); a number matchi
 outbound route goes to that route's trunks in order; anything else is 404. A known extension
 with no live registration is 480.
 """
-# -*- test-case-name: tests.call.test_routing -*-
 from __future__ import annotations
 
 import attrs

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.call.test_services -*-
 """Where the call core asks the Lua services (mss.services.engine) and how it applies the answer.
 
 The call core builds ``CallFacts`` (never SIP objects) at each hook point and acts on the
@@ -6,7 +7,6 @@ is added to the diverted INVITE and the chain is passed to the services, which s
 long chains), change the displayed caller, answer with a tone (feature codes), or break in.
 Without an engine every hook answers "continue", so the call core behaves as a plain PBX.
 """
-# -*- test-case-name: tests.call.test_services -*-
 from __future__ import annotations
 
 from twisted.logger import Logger

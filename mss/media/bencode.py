@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.media.test_bencode -*-
 """Bencoding, the wire format of rtpengine's ``ng`` control protocol.
 
 Integers ``i42e``, byte strings ``4:spam``, lists ``l...e`` and dictionaries ``d...e`` (keys are
@@ -6,7 +7,6 @@ malformed input raises ``BencodeError`` (never IndexError/ValueError), and nesti
 that hostile input costs little. Strings are returned as ``bytes``; ``encode`` accepts ``str``
 (UTF-8) as a convenience, and ``bool`` as ``i1e``/``i0e``.
 """
-# -*- test-case-name: tests.media.test_bencode -*-
 from __future__ import annotations
 
 from typing import Any

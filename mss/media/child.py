@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.media.test_tap -*-
 """Run the media gateway (or a gateway worker) as a child process, restarted when it dies.
 
 ``MediaChildService(reactor, config_path)`` is what ``twistd -n mss`` uses for
@@ -13,7 +14,6 @@ whose write end only we hold, so it ends when we die however we die, and reports
 control address it bound (``on_ready``) or why it could not start (``on_failed``, which is
 also told when it exits).
 """
-# -*- test-case-name: tests.media.test_tap -*-
 from __future__ import annotations
 
 import os

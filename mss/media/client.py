@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.media.test_client -*-
 """Call control's side of the media gateway: the ``IMediaGateway`` seam and its implementations.
 
 - ``NgClient`` talks the ``ng`` protocol over UDP to the built-in gateway, a remote one, or a
@@ -12,7 +13,6 @@
 
 All methods return Deferreds firing with the reply dictionary (``str`` values; ``sdp`` as bytes).
 """
-# -*- test-case-name: tests.media.test_client -*-
 from __future__ import annotations
 
 import itertools

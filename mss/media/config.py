@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.media.test_config -*-
 """Settings of the stand-alone gateway (``twistd -n mss-media --config etc/mss-media.toml``).
 
 The file has a ``[media]`` section with the same keys as ``[media]`` in ``etc/mss.toml``
@@ -8,7 +9,6 @@ to (default: ``public_address``, which suits hosts that own their public address
 (``ConfigError`` naming file, key and problem). Other sections of ``etc/mss.toml`` are ignored,
 so the switch can hand its own file to the gateway child it starts.
 """
-# -*- test-case-name: tests.media.test_config -*-
 from __future__ import annotations
 
 from mss import config as mssconfig

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.media.test_health -*-
 """Whether the switch's media gateway is up: what calls, ``mssctl status`` and metrics read.
 
 ``MediaHealth`` is the state (up or down, since when, why). ``MediaMonitor`` keeps it: it sends
@@ -10,7 +11,6 @@ Each change of state is one log line naming the cause; nothing is logged while i
 While the gateway is down the call core refuses new calls that need media with 503 and
 Retry-After (``mss.call.manager``) rather than connecting calls that would have no audio.
 """
-# -*- test-case-name: tests.media.test_health -*-
 from __future__ import annotations
 
 import attrs

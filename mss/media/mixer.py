@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.media.test_mixer -*-
 """G.711 mixing rooms: mix-minus conference audio in 20 ms frames.
 
 Each participant is a relay endpoint (``MediaEndpoint``) whose RTP goes into the room instead
@@ -18,7 +19,6 @@ The jitter buffer holds at most ``MAX_BUFFER`` ms; it starts playing once ``PREF
 queued (absorbing the phase between the phones' clocks and our timer) and drops the oldest audio
 when a participant sends faster than we play.
 """
-# -*- test-case-name: tests.media.test_mixer -*-
 from __future__ import annotations
 
 import os

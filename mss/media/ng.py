@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.media.test_ng -*-
 """The ``ng`` control protocol framing (rtpengine compatible) and the retransmission cache.
 
 A datagram is ``<cookie> <bencoded dictionary>``: the cookie is an opaque token without spaces
@@ -9,7 +10,6 @@ resend a request unchanged when a reply is lost. The server answers a retransmit
 Dictionary keys and byte-string values are converted to ``str`` (UTF-8, with
 ``surrogateescape`` so that any byte survives a round trip).
 """
-# -*- test-case-name: tests.media.test_ng -*-
 from __future__ import annotations
 
 from collections import OrderedDict

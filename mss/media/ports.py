@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.media.test_ports -*-
 """RTP/RTCP port pair allocation from the configured range (RFC 3550 11: RTP on an even port,
 RTCP on the next odd one).
 
@@ -6,7 +7,6 @@ stopped so that a freed pair is not reused at once (late packets of an old call 
 a new one). The caller binds the sockets and releases a pair the OS refuses (the round robin moves on).
 When no pair is left ``PortsExhausted`` is raised; the control protocol answers it as an error.
 """
-# -*- test-case-name: tests.media.test_ports -*-
 from __future__ import annotations
 
 

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.media.test_relay -*-
 """The media gateway's command logic: calls, legs, port pairs, SDP rewriting, rooms, timeouts.
 
 ``Gateway.handle(message, source)`` executes one ``ng`` command dictionary and returns the
@@ -23,7 +24,6 @@ reply dictionary (see docs/media-protocol.md). It owns:
 Timers use the injected ``clock`` (an ``IReactorTime``); sockets come from ``sockets``
 (``ISocketFactory``), so tests run with ``task.Clock`` and recording sockets.
 """
-# -*- test-case-name: tests.media.test_relay -*-
 from __future__ import annotations
 
 import ipaddress

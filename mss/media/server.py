@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.media.test_server -*-
 """The gateway's Twisted shell: RTP sockets multiplexed on one epoll, and the control port.
 
 ``EpollSockets`` (an ``ISocketFactory``) binds the RTP/RTCP socket pairs and registers them
@@ -16,7 +17,6 @@ controller acknowledges (a datagram with the same cookie and a ``result``).
 
 ``MediaGatewayService`` assembles both around a ``Gateway``.
 """
-# -*- test-case-name: tests.media.test_server -*-
 from __future__ import annotations
 
 import itertools

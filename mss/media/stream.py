@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.media.test_relay -*-
 """One media endpoint of the relay: our RTP/RTCP socket pair facing one call leg's phone.
 
 Theory of operation. For each leg of a call and each media section the gateway owns a socket
@@ -24,7 +25,6 @@ beyond what Python needs to call ``sendto``. ``sock`` is any object with ``sendt
 (a real socket in the server, a recorder in tests); ``now`` is passed in by the caller once
 per batch of packets.
 """
-# -*- test-case-name: tests.media.test_relay -*-
 from __future__ import annotations
 
 from typing import Any

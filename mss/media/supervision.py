@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.media.test_supervision -*-
 """The gateway side of being a child process: die with the parent, report readiness.
 
 A supervised gateway (``twistd -n mss-media --supervised``, started by a switch for ``[media]
@@ -14,7 +15,6 @@ can run on one host) and reports on file descriptor 3, one line: ``ready HOST:PO
 listens, or ``error REASON`` when it cannot start (then it exits 1, with no traceback).
 Unsupervised (stand-alone) the error is one line on stderr instead.
 """
-# -*- test-case-name: tests.media.test_supervision -*-
 from __future__ import annotations
 
 import os

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.media.test_tap -*-
 """``twistd -n mss-media``: the media gateway alone (``--config etc/mss-media.toml``).
 
 With ``[media] workers = 1`` one process does everything (``MediaGatewayService``). With more
@@ -8,7 +9,6 @@ how the front starts a worker; ``--supervised`` (``mss.media.supervision``) ties
 the process that started it. The control address is ``--control``, else ``[media] control``,
 else 127.0.0.1:22222.
 """
-# -*- test-case-name: tests.media.test_tap -*-
 from __future__ import annotations
 
 import os

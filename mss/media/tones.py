@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.media.test_tones -*-
 """Built-in call-progress tones, as ready-made G.711 frames, and the player that sends them.
 
 A service that answers a call itself (a feature code's confirmation, an error) has the
@@ -27,7 +28,6 @@ A tone's linear samples are computed once per process, the first time the tone i
 PCMU and PCMA and cut into 160-byte frames. Playing is then only picking the next frame and
 packing a 12-byte RTP header: no sample work at play time.
 """
-# -*- test-case-name: tests.media.test_tones -*-
 from __future__ import annotations
 
 import math

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.media.test_workers -*-
 """Several gateway worker processes behind one control port (``[media] workers`` > 1).
 
 Theory of operation. The front process owns the public control port and no RTP. It starts N
@@ -21,7 +22,6 @@ placed on the room's worker directly.
 Limits: a worker that dies loses its calls (it is restarted empty; call control sees errors or
 a media timeout); the router's bridge and pinning tables live in the front process only.
 """
-# -*- test-case-name: tests.media.test_workers -*-
 from __future__ import annotations
 
 import zlib

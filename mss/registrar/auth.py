@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.registrar.test_auth -*-
 """Digest authentication of requests from extensions (RFC 3261 §22, RFC 7616, RFC 8760).
 
 Shared by the registrar (401/WWW-Authenticate) and the call core (407/Proxy-Authenticate).
@@ -16,7 +17,6 @@ Abuse rules live here too, because they decide on the same facts:
   told apart from an unknown one (docs/configuration.md). With both, MD5 comes first: clients
   that only answer the first challenge keep working, modern ones pick SHA-256 (RFC 8760 §2.4).
 """
-# -*- test-case-name: tests.registrar.test_auth -*-
 from __future__ import annotations
 
 import os

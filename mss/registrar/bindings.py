@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.registrar.test_bindings -*-
 """Registration bindings of extensions: the location service (RFC 3261 §10.3).
 
 Bindings live in memory for routing and are written through to the store on every change,
@@ -14,7 +15,6 @@ Each binding has one expiry timer on the core's heap. Devices are told apart by 
 The multi-device rule: without the permission an extension has at most one binding and the
 newest device wins; with it, up to ``max_devices`` bindings, the oldest dropped beyond that.
 """
-# -*- test-case-name: tests.registrar.test_bindings -*-
 from __future__ import annotations
 
 import attrs

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.registrar.test_registrar -*-
 """The running switch's view of provisioning: a cache of extensions that follows the store.
 
 ``mssctl`` writes to the same SQLite file from another process. Once per ``poll_interval`` the
@@ -5,7 +6,6 @@ switch asks the store whether anyone else committed (``data_version``); if so it
 cache and tells its listeners (the registrar re-applies the multi-device rule, the call core
 and services reload their rows). Lookups between polls cost one dict access.
 """
-# -*- test-case-name: tests.registrar.test_directory -*-
 from __future__ import annotations
 
 from twisted.logger import Logger

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.registrar.test_registrar -*-
 """The registrar: REGISTER handling for extensions (RFC 3261 §10.3, RFC 5626 instance ids).
 
 Order of checks for each REGISTER, each with the answer a phone expects:
@@ -6,7 +7,6 @@ scanner User-Agent (dropped) -> banned source (dropped) -> digest (401 challenge
 -> apply (add, refresh, remove, ``*`` wildcard, query) -> 200 listing every binding with its
 remaining expiry.
 """
-# -*- test-case-name: tests.registrar.test_registrar -*-
 from __future__ import annotations
 
 import time

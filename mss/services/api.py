@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.services.test_api -*-
 """The seam between the call core and the Lua service engine: facts in, decisions out.
 
 The call core never hands Python objects to Lua and Lua never sees SIP messages. At each hook
@@ -34,7 +35,6 @@ A redirect carries ``reason`` (``REDIRECT_REASONS``); the call core adds a Histo
 reasons in ``DIVERSION_REASON``) and passes the chain of numbers the call was already diverted
 through in ``CallFacts.diversions`` so that loops and long chains are stopped.
 """
-# -*- test-case-name: tests.services.test_api -*-
 from __future__ import annotations
 
 import math

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.services.test_engine -*-
 """The Lua service engine: loads the services, runs their hooks, combines their decisions.
 
 Theory of operation. Every ``*.lua`` file in the services directory is one service, named
@@ -35,7 +36,6 @@ settings, rows, extension data and extension records, so provisioning changes ma
 processes are seen within one poll interval (changes made by the services themselves, through
 ``mss.set_ext_data``, are seen at once).
 """
-# -*- test-case-name: tests.services.test_engine -*-
 from __future__ import annotations
 
 import hashlib

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.services.test_provisioning -*-
 """Where the standard services keep their data in the store, and how to check what is put there.
 
 The Lua files in ``lua/services/`` read these rows, settings and extension data; ``mssctl``
@@ -6,7 +7,6 @@ would refuse never reaches the store. Each function raises ``ValueError`` with a
 for the operator. ``request_reload`` is how another process asks a running switch to reload
 its services (see ``mss.services.engine``).
 """
-# -*- test-case-name: tests.services.test_provisioning -*-
 from __future__ import annotations
 
 import re

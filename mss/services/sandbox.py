@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.services.test_sandbox -*-
 """One sandboxed Lua 5.4 runtime per service: what a script can reach and how long it may run.
 
 A ``Sandbox`` owns a ``lupa.lua54.LuaRuntime`` created without Python builtins, with a memory
@@ -38,7 +39,6 @@ Faults: ``LuaError`` (with ``LuaMemoryError`` and ``LuaSyntaxError``), ``ScriptE
 function refused its arguments) and ``UnicodeDecodeError`` (the script produced a string that
 is not UTF-8) are the script's faults (``SCRIPT_FAULTS``); anything else is a bug in mss.
 """
-# -*- test-case-name: tests.services.test_sandbox -*-
 from __future__ import annotations
 
 from typing import Any, Callable

@@ -1,5 +1,5 @@
-"""Where a message comes from or goes to: transport, host, port (and the TCP connection)."""
 # -*- test-case-name: tests.sip.test_message -*-
+"""Where a message comes from or goes to: transport, host, port (and the TCP connection)."""
 from __future__ import annotations
 
 import attrs

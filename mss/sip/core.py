@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.sip.test_core -*-
 """The SIP core: one message path from bytes to transaction users and back (sans-I/O).
 
     transport bytes -> receive() -> parse -> checks (400/483/482/501/513) -> TransactionLayer
@@ -12,7 +13,6 @@ so that everything time-driven shares one clock and one heap.
 Implements RFC 3261 §8.2 (UAS request checks), §18.2.1 (received/rport, RFC 3581),
 §18.2.2 (where responses go), §11 (OPTIONS).
 """
-# -*- test-case-name: tests.sip.test_core -*-
 from __future__ import annotations
 
 import secrets

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.sip.test_dialog -*-
 """SIP dialogs (RFC 3261 §12): identity, route set, remote target, CSeq, in-dialog requests.
 
 A ``Dialog`` is one side's view: ``local_tag``/``remote_tag`` are ours/theirs whether we were
@@ -6,7 +7,6 @@ Route headers of §12.2.1.1 (loose routing; strict routing when the first route 
 ``flow`` is the transport address we talk to when there is no route set: the address the
 peer's messages came from (for a phone behind NAT, that is the only address that works).
 """
-# -*- test-case-name: tests.sip.test_dialog -*-
 from __future__ import annotations
 
 import re

@@ -1,5 +1,5 @@
-"""Parse errors carry the SIP status code and reason phrase to answer with (docs/architecture.md)."""
 # -*- test-case-name: tests.sip.test_message -*-
+"""Parse errors carry the SIP status code and reason phrase to answer with (docs/architecture.md)."""
 
 
 class SIPParseError(ValueError):

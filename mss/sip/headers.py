@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.sip.test_headers -*-
 """Header names and the structured header values a SIP server relies on (RFC 3261 §7.3, §20, §25).
 
 - ``canonical(name)``: lower-case full name for any spelling, compact forms expanded.
@@ -11,7 +12,6 @@ expression each; anything else (LWS around separators, quoted parameters, escape
 general path, which is the reference (tests check both give the same value). Parsed values
 are frozen and shared through small bounded caches keyed by the header text.
 """
-# -*- test-case-name: tests.sip.test_headers -*-
 from __future__ import annotations
 
 import re

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.sip.test_message -*-
 """SIP requests and responses: parse from bytes, serialize to bytes (RFC 3261 §7, §18.3, §20, §25).
 
 Theory of operation
@@ -33,7 +34,6 @@ characters, duplicate single-value headers or tags, Unicode digits, headers in t
 Request-URI, etc. are answered 400. ``check_request`` adds the UAS checks of §8.2 (405/501,
 416, 420, 415, 406, 483) for the core to apply to requests it handles.
 """
-# -*- test-case-name: tests.sip.test_message -*-
 from __future__ import annotations
 
 import re

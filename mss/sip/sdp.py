@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.sip.test_sdp -*-
 """SDP (RFC 4566/8866) as needed by a media anchor: parse, inspect, rewrite, serialize.
 
 The model keeps every line in order (``Line(kind, value)``), split into the session section and
@@ -14,7 +15,6 @@ one ``MediaSection`` per ``m=`` line, so that lines we do not understand (``a=ic
 ``rewrite_media`` replaces the endpoints (and optionally the origin address and direction) with
 the anchor's own. Malformed SDP raises ``SdpError`` (with a SIP status to answer, 488).
 """
-# -*- test-case-name: tests.sip.test_sdp -*-
 from __future__ import annotations
 
 import ipaddress

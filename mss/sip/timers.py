@@ -1,10 +1,10 @@
+# -*- test-case-name: tests.sip.test_timers -*-
 """One timer heap for the sans-I/O core and its transaction users.
 
 Transaction users (registrar expiry, no-answer timeouts, trunk refreshes) schedule callbacks
 here instead of on the reactor; the Twisted shell keeps a single ``IDelayedCall`` armed at
 ``next_deadline()`` and calls ``run_due(now)``. Cancelled timers are dropped lazily.
 """
-# -*- test-case-name: tests.sip.test_timers -*-
 from __future__ import annotations
 
 import heapq

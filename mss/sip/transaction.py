@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.sip.test_transaction -*-
 """The SIP transaction layer, sans-I/O (RFC 3261 §17 as amended by RFC 6026, with the UAS
 retransmission services of RFC 3261 §13.3.1.4 and RFC 3262 §3, and CANCEL per §9).
 
@@ -47,7 +48,6 @@ or 481 when it matches nothing) and the TU gets ``CancelReceived`` to answer the
 
 Transport errors terminate the transaction and the TU gets ``TransportError``.
 """
-# -*- test-case-name: tests.sip.test_transaction -*-
 from __future__ import annotations
 
 import heapq

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.sip.test_uri -*-
 """SIP, SIPS and tel URIs (RFC 3261 §19.1, §25.1; RFC 3966; IPv6 references: RFC 5118, 5954).
 
 ``parse_uri`` validates what a server must rely on (scheme, host, port, escapes) and keeps the
@@ -5,7 +6,6 @@ original text so that serialization gives back exactly what was received; a URI 
 changed by us (``URI.evolve``) is serialized from its parts. Unknown schemes parse as opaque
 URIs (RFC 4475 §3.4: accepted in headers, answered 416 in the Request-URI by the core).
 """
-# -*- test-case-name: tests.sip.test_uri -*-
 from __future__ import annotations
 
 import ipaddress

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.transport.test_shell -*-
 """The thin Twisted shell around the sans-I/O SIP core.
 
 ``SipShell`` owns the core, the listening transports and one ``IDelayedCall``: after every
@@ -5,7 +6,6 @@ input (datagram, TCP message, timer) it drains the core's outgoing messages to t
 transport and re-arms the delayed call at the core's next deadline. Nothing here decides
 anything about SIP.
 """
-# -*- test-case-name: tests.transport.test_shell -*-
 from __future__ import annotations
 
 import socket

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.transport.test_tcp -*-
 """SIP over TCP (RFC 3261 §18.3): framing by Content-Length, connection reuse.
 
 Several messages in one segment and one message over many segments are both normal. CRLF
@@ -5,7 +6,6 @@ keep-alives between messages are skipped; a double-CRLF ping gets a single-CRLF 
 §4.4.1). Messages go back on the connection a request came on (``Address.connection``);
 otherwise on a connection to that address, opened on demand.
 """
-# -*- test-case-name: tests.transport.test_tcp -*-
 from __future__ import annotations
 
 from twisted.internet import endpoints

@@ -1,5 +1,5 @@
-"""SIP over UDP (RFC 3261 §18): one datagram, one message; bytes only, no decisions."""
 # -*- test-case-name: tests.transport.test_shell -*-
+"""SIP over UDP (RFC 3261 §18): one datagram, one message; bytes only, no decisions."""
 from __future__ import annotations
 
 from errno import ECONNREFUSED, EINTR, EMSGSIZE

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.trunk.test_dispatcher -*-
 """The trunk dispatcher: which trunk a call uses or came from, and how many calls each carries.
 
 - Outbound: the first outbound route matching the dialled number (longest prefix first, optional
@@ -15,7 +16,6 @@
   and outbound calls skip it (503: the route's next trunk is tried); a host that does not
   resolve leaves its trunk "unreachable" and is tried again with back-off until it does.
 """
-# -*- test-case-name: tests.trunk.test_dispatcher -*-
 from __future__ import annotations
 
 import ipaddress

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.trunk.test_model -*-
 """What a carrier trunk, an outbound route and a DID are (provisioning values in the store).
 
 A trunk's ``domain`` may be purely logical (IMS: ``gd.ctcims.cn``): it goes into URIs, while
@@ -5,7 +6,6 @@ every request is physically sent to ``proxy`` (``host[:port][;transport=tcp]``).
 username is ``auth_id`` when set (IMS wants the full URI, e.g. ``+8675512345678@gd.ctcims.cn``),
 otherwise ``account``. ``max_in``/``max_out``: None is unlimited, 0 forbids that direction.
 """
-# -*- test-case-name: tests.trunk.test_model -*-
 from __future__ import annotations
 
 import ipaddress

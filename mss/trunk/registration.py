@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.trunk.test_registration -*-
 """Registration of mss to a carrier trunk (RFC 3261 §10.2 as a client), sans-I/O.
 
 REGISTER goes to the trunk's outbound proxy with Request-URI ``sip:<domain>`` and To/From
@@ -10,7 +11,6 @@ The state, the last response and the time of the next attempt are written to the
 every change (``next_refresh`` is None while a REGISTER awaits its answer), so that ``mssctl
 trunk status`` never shows a stale or missing state while the switch runs.
 """
-# -*- test-case-name: tests.trunk.test_registration -*-
 from __future__ import annotations
 
 import os

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.trunk.test_resolver -*-
 """Where a trunk's proxy is: RFC 3263 §4 server location, without blocking the reactor.
 
 ``ProxyResolver.resolve(text)`` takes a trunk's ``proxy`` (or ``domain``) as provisioned,
@@ -15,7 +16,6 @@ Answers are cached until their TTL expires; a lookup after that asks again. DNS 
 through ``IResolver`` (``NamesResolver`` uses twisted.names): tests use a fake one and a
 ``Clock``. Only A (IPv4) records are asked for: the SIP transports bind IPv4.
 """
-# -*- test-case-name: tests.trunk.test_resolver -*-
 from __future__ import annotations
 
 import ipaddress
