@@ -279,6 +279,12 @@ class TransactionLayer:
     def __bool__(self) -> bool:
         return True                 # an idle layer is still a layer
 
+    def unanswered(self, method: str) -> int:
+        """Client transactions of ``method`` still waiting for a final response (Trying or
+        Proceeding): a graceful shutdown waits for its BYEs to be answered."""
+        return sum(1 for tx in self._client.values()
+                   if tx.method == method and tx.state in (TRYING, PROCEEDING))
+
     def send_stateless(self, message: Message, destination: Address) -> None:
         """Send outside any transaction: the ACK for a 2xx, a re-ACK (§13.2.2.4)."""
         self._out.append((message.to_bytes(), destination))
