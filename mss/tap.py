@@ -20,7 +20,7 @@ from twisted.python import usage
 
 from mss import config as mss_config
 from mss import logs
-from mss.admin.operations import OperationsService
+from mss.admin.service import OperationsService
 from mss.call.manager import CallManager
 from mss.call.media import GatewayMedia, PassThroughMedia
 from mss.services.engine import ServiceEngine

@@ -10,8 +10,11 @@ password file (the password is read from standard input, never from the command 
 from __future__ import annotations
 
 import getpass
+import time
 
 from mss.admin.cli import CommandError, format_table, on_off
+from mss.admin.control_client import ControlClient, ControlError
+from mss.admin.operations import control_socket_path
 
 
 def add_parser(subparsers) -> None:
@@ -38,8 +41,6 @@ def add_parser(subparsers) -> None:
 
 
 def _ask(ctx, command: str, **args) -> dict:
-    from mss.admin.control import ControlClient, ControlError
-    from mss.admin.operations import control_socket_path
     path = control_socket_path(ctx.config)
     try:
         answer = ControlClient(path).request(command, **args)
@@ -131,7 +132,6 @@ def status(args, ctx) -> int:
 
 def _media_text(media: dict) -> str:
     """``media: up since ... (address)`` / ``media: down since ...: why`` / ``media: off``."""
-    import time
     if "up" not in media:
         return f"media: {media.get('mode', 'off')}"
     since = media.get("since")
@@ -142,6 +142,8 @@ def _media_text(media: dict) -> str:
 
 
 def manhole_password(args, ctx) -> int:
+    # twisted.conch (and cryptography), which the manhole module loads, are slow to import:
+    # only this command needs them, not every mssctl run
     from mss.admin.manhole import hash_password
     if ":" in args.name or not args.name.strip():
         raise CommandError("NAME must be non-empty and without ':'", 2)

@@ -17,6 +17,8 @@ import os
 import time
 
 from mss.admin.cli import CommandError, format_table
+from mss.admin.control_client import ControlClient, ControlError
+from mss.admin.operations import control_socket_path
 from mss.services import provisioning as p
 from mss.services.api import ENGINE_SERVICE
 
@@ -53,6 +55,7 @@ def add_parser(subparsers) -> None:
 
 
 def _directory(ctx) -> str:
+    # the engine loads lupa and a Lua runtime: only the commands that need it pay for it
     from mss.services.engine import default_directory
     return ctx.config["services"]["path"] or default_directory()
 
@@ -97,11 +100,6 @@ def _write_report(ctx, result: dict) -> int:
 
 def _ask_switch(ctx) -> dict | None:
     """The reload report through the control socket, or None when no switch answers there."""
-    try:
-        from mss.admin.control import ControlClient, ControlError
-        from mss.admin.operations import control_socket_path
-    except ImportError:
-        return None
     path = control_socket_path(ctx.config)
     if not os.path.exists(path):
         return None
@@ -139,6 +137,7 @@ def reload(args, ctx) -> int:
 
 
 def check(args, ctx) -> int:
+    # the engine loads lupa and a Lua runtime: only the commands that need it pay for it
     from mss.services.engine import ServiceEngine
     directory = args.directory or _directory(ctx)
     section = ctx.config["services"]

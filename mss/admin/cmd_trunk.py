@@ -20,6 +20,8 @@ it shows what the switch last recorded in the store, and "-" for the calls.
 from __future__ import annotations
 
 from mss.admin.cli import CommandError, format_table, read_secret
+from mss.admin.control_client import ControlClient, ControlError
+from mss.admin.operations import control_socket_path
 from mss.store.interface import StoreError
 from mss.trunk.model import PRACK_POLICIES, URI_FORMATS, Trunk, shared_addresses
 
@@ -134,8 +136,6 @@ def _live_trunks(ctx) -> dict | None:
     """The running switch's rows per trunk (state, last response, next attempt, calls) from
     its control socket, or None when it does not answer. The switch is asked rather than the
     store only: it knows the state the moment it changes, and the calls are only there."""
-    from mss.admin.control import ControlClient, ControlError
-    from mss.admin.operations import control_socket_path
     try:
         answer = ControlClient(control_socket_path(ctx.config), timeout=3.0).request("trunks")
     except ControlError:

@@ -29,6 +29,8 @@ from twisted.internet import defer, endpoints
 from twisted.logger import Logger
 from twisted.web import resource, server
 
+from mss.admin.operations import Operations, service_engine
+
 log = Logger()
 
 CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
@@ -143,7 +145,6 @@ def collect(switch, outcomes: CallOutcomes, now: float, media: dict | None = Non
 
     e.add("mss_bans_active", "gauge", "Source addresses banned now.", _active_bans(switch, now))
 
-    from mss.admin.operations import service_engine
     engine = service_engine(switch)
     e.declare("mss_service_hook_failures_total", "counter", "Lua hook calls that failed.")
     if engine is not None:
@@ -178,7 +179,6 @@ def _active_bans(switch, now: float) -> int:
 
 
 def _trunks(e: Exposition, switch, per_trunk: dict) -> None:
-    from mss.admin.operations import Operations
     e.declare("mss_trunk_up", "gauge",
               "1 when the trunk is registered or needs no registration.")
     e.declare("mss_trunk_calls_active", "gauge", "Live calls per trunk and direction.")

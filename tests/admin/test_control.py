@@ -11,7 +11,8 @@ import tempfile
 from twisted.internet import reactor, threads
 from twisted.trial import unittest
 
-from mss.admin.control import ControlClient, ControlError, ControlService, handle
+from mss.admin.control import ControlService, handle
+from mss.admin.control_client import ControlClient, ControlError
 from mss.admin.operations import Operations
 from tests.admin.phones import LiveSwitch, Phone, live_call, provision
 

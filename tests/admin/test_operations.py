@@ -10,9 +10,8 @@ from twisted.internet.testing import EventLoggingObserver
 from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
-from mss.admin import operations as ops_module
-from mss.admin.operations import (Operations, OperationError, OperationsService, TraceSelection,
-                                  control_socket_path)
+from mss.admin.operations import Operations, OperationError, TraceSelection, control_socket_path
+from mss.admin.service import OperationsService
 from mss.sip.message import parse
 from tests.admin.phones import LiveSwitch, Phone, live_call, provision
 
@@ -305,6 +304,6 @@ class ServiceTests(Base):
 
     def test_pending_byes_counts_only_unanswered_byes(self):
         live_call(self.live, self.a, self.b)
-        self.assertEqual(ops_module._pending_byes(self.switch.core.layer), 0)
+        self.assertEqual(self.switch.core.layer.unanswered("BYE"), 0)
         self.ops.hangup(next(iter(self.switch.calls.calls)))
-        self.assertEqual(ops_module._pending_byes(self.switch.core.layer), 2)
+        self.assertEqual(self.switch.core.layer.unanswered("BYE"), 2)
