@@ -116,7 +116,8 @@ class Switch(service.MultiService):
                                   nonce_lifetime=auth["nonce_lifetime"],
                                   algorithms=auth["algorithms"], on_ban=self._persist_ban)
         reg = settings["registrar"]
-        self.bindings = BindingTable(self.store, self.core.timers, max_devices=reg["max_devices"])
+        self.bindings = BindingTable(self.store, self.core.timers, self.core.at_end_of_turn,
+                                     max_devices=reg["max_devices"])
         self.registrar = Registrar(self.core, reactor, self.auth, self.bindings, self.directory,
                                    min_expires=reg["min_expires"], max_expires=reg["max_expires"],
                                    default_expires=reg["default_expires"],
@@ -131,7 +132,7 @@ class Switch(service.MultiService):
                                  max_duration=calls["max_duration"], max_setup=calls["max_setup"],
                                  retry_after=calls["retry_after"],
                                  prefer_100rel=calls["prefer_100rel"],
-                                 call_waiting=calls["call_waiting"], shell_flush=None,
+                                 call_waiting=calls["call_waiting"],
                                  trunks=self.trunks)
         self.core.register_user(self.calls, ["INVITE", "ACK", "BYE", "CANCEL", "PRACK", "UPDATE",
                                              "INFO", "MESSAGE", "NOTIFY", "REFER"])
@@ -144,7 +145,6 @@ class Switch(service.MultiService):
         self.calls.set_engine(self.service_engine, settings["services"]["forward_limit"])
         self.directory.listeners.append(self._provisioning_changed)
         self.shell.setServiceParent(self)
-        self.calls._flush = self.shell.flush
         self._setup_media(settings["media"], reactor)
         self.poller = TimerService(settings["store"]["poll_interval"], self._poll)
         self.poller.setServiceParent(self)
@@ -180,7 +180,7 @@ class Switch(service.MultiService):
                 on_failed=self.media_monitor.gateway_failed)
             self.media_child.setServiceParent(self)
         self.media_monitor.setServiceParent(self)
-        self.calls.media = GatewayMedia(self.media, self.shell.flush, health=self.media_health)
+        self.calls.media = GatewayMedia(self.media, health=self.media_health)
 
     def _media_notify(self, message) -> None:
         """The gateway saw no RTP for [media] media_timeout seconds: end that call."""
@@ -191,7 +191,6 @@ class Switch(service.MultiService):
             if call is not None:
                 log.info("call {call_id}: no RTP, ending it", call_id=call_id)
                 call.hangup("media timeout")
-                self.shell.flush()
 
     def _poll(self) -> None:
         """Once per poll interval: provisioning changes, and service reloads asked by mssctl."""
@@ -217,7 +216,6 @@ class Switch(service.MultiService):
         now = self.reactor.seconds()
         self.bans.replace(self.store.list_bans(now), now)
         self.trunks.reload()
-        self.shell.flush()
 
     def startService(self):
         setup_logging(self.settings)        # twistd's observers exist only from now on
@@ -232,7 +230,6 @@ class Switch(service.MultiService):
             sys.stderr.flush()
             os._exit(1)
         self.trunks.reload()            # after the shell: registrations need our ports
-        self.shell.flush()
         tune_gc()
 
     def stopService(self):

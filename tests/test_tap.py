@@ -96,9 +96,9 @@ def register(switch, number, password, host, port=5062, expires=600):
             lines.append(f"Authorization: {auth}")
         data = ("\r\n".join(lines) + "\r\nContent-Length: 0\r\n\r\n").encode()
         switch.core.receive(data, source, switch.reactor.seconds())
-        # the timers due now run on the next reactor turn, as the shell arranges (the
-        # registrar answers 200 once the binding is committed, by group commit)
-        switch.core.handle_timer(switch.reactor.seconds())
+        # the end of the turn, as the shell runs it (the registrar answers 200 once the
+        # binding is committed, by group commit)
+        switch.core.end_turn(switch.reactor.seconds())
         out = switch.core.datagrams_to_send()
         return parse(out[0][0])[0] if out else None
 

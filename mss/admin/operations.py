@@ -20,7 +20,7 @@ from twisted.logger import Logger
 
 from mss.admin.cli import format_table
 from mss.sip.errors import SIPParseError
-from mss.trunk.model import TrunkError, parse_proxy
+from mss.store.records import TrunkError, parse_proxy
 
 
 def control_socket_path(settings) -> str:
@@ -264,7 +264,6 @@ class Operations:
             raise OperationError(f"no live call {call_id!r}")
         self.log.info("call {call_id} hung up by the {by}", call_id=call_id, by=by)
         call.hangup(by)
-        self._flush()
         return {"call_id": call_id, "state": call.state}
 
     def trace(self, on: bool, extension: str | None = None, trunk: str | None = None) -> dict:
@@ -338,11 +337,6 @@ class Operations:
         result = report.as_dict() if hasattr(report, "as_dict") else dict(report or {})
         self.log.info("services reloaded: {report}", report=result)
         return result
-
-    def _flush(self) -> None:
-        shell = getattr(self.switch, "shell", None)
-        if shell is not None:
-            shell.flush()
 
     # -- tables for people -------------------------------------------------------------------
     def calls_table(self) -> "Table":

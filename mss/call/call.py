@@ -238,7 +238,6 @@ class Call:
             leg.invite = self._b_invite(leg, self.b_sdp)
             self.m.register_leg(self, leg)
             leg.tx = self.m.send(leg.invite, dest, self, leg, "invite")
-            self.m.flush()
             if self.plan:
                 self.timers.append(self.m.timers.call_at(self.m.now() + TRUNK_NO_RESPONSE,
                                                          self._trunk_silent, leg))
@@ -329,7 +328,6 @@ class Call:
             leg.invite = self._b_invite(leg, sdp)
             self.m.register_leg(self, leg)
             leg.tx = self.m.send(leg.invite, dest, self, leg, "invite")
-        self.m.flush()
 
     def _b_invite(self, leg: BLeg, sdp: bytes) -> Request:
         m = self.m
@@ -685,14 +683,12 @@ class Call:
                 self._answer_caller(reply["sdp"])
                 self.timers.append(self.m.timers.call_at(self.m.now() + hold, self.hangup,
                                                          release))
-                self.m.flush()
 
             def silent(failure):
                 self.log.warn("call {call_id}: no {tone} tone from the media gateway: {error}",
                               call_id=self.id, tone=tone, error=failure.getErrorMessage())
                 if self.state == "setup":
                     self._answer_inactive(hold, release)
-                    self.m.flush()
             d.addCallbacks(playing, silent)
             return
         self._answer_inactive(hold, release)
@@ -722,7 +718,6 @@ class Call:
             if self.state != "setup":
                 return
             self._answer_caller(sdp)
-            self.m.flush()
             self.log.info("call {call_id} broke into call {victim}", call_id=self.id,
                           victim=victim.id)
 
@@ -730,7 +725,6 @@ class Call:
             self.log.error("break-in into {victim} failed: {error}", victim=victim.id,
                            error=f.getErrorMessage())
             self.fail(503, "Break-In Failed", "media gateway refused the room")
-            self.m.flush()
         d.addCallbacks(joined, failed)
 
     def caller_cancelled(self) -> None:

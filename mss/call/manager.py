@@ -80,7 +80,7 @@ class CallManager:
     def __init__(self, core, clock, store, directory, bindings, auth, *, domain: str,
                  no_answer_timeout: float = 30, max_duration: float = 0, max_setup: int = 200,
                  retry_after: int = 5, prefer_100rel: bool = False, call_waiting: bool = True,
-                 media=None, wall=None, shell_flush=None, trunks=None):
+                 media=None, wall=None, trunks=None):
         self.core = core
         self.clock = clock
         self.store = store
@@ -104,7 +104,6 @@ class CallManager:
         self.in_call: dict[str, int] = {}                 # extension -> active calls
         self.hooks = ServiceHooks(None, directory, bindings, self.wall, self.in_call)
         self._wall = wall or clock.seconds
-        self._flush = shell_flush
         self.calls: dict[str, Call] = {}                 # A-leg Call-ID -> call
         self._legs: dict[tuple, tuple] = {}              # (Call-ID, our tag) -> (call, leg)
         self._tx: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -130,9 +129,6 @@ class CallManager:
     def new_call_id(self) -> str:
         return secrets.token_hex(10) + "@" + self.domain
 
-    def flush(self) -> None:
-        if self._flush is not None:
-            self._flush()
 
     def send(self, request, destination, call, leg, purpose):
         tx = self.core.send_request(request, destination, self, self.now())

@@ -4,7 +4,7 @@
 ``GatewayMedia`` adapts an ng client (``mss.media.client.NgClient``: the built-in gateway or
 a real rtpengine) to this seam: one media "call" per mss call (the A leg's Call-ID), the
 caller's tag as from-tag and each B leg's tag as to-tag. Its Deferreds fire from UDP
-answers, outside the SIP input path, so it asks the shell to flush what the call core sent.
+answers, outside the SIP input path; what the call core then sends wakes the shell itself.
 
 The call core asks for SDP to be rewritten on each offer/answer (rtpengine ``ng`` semantics:
 ``offer`` with the offerer's tag returns the SDP for the other side; ``answer`` with both tags
@@ -40,10 +40,9 @@ class GatewayMedia:
 
     log = Logger()
 
-    def __init__(self, client, flush=lambda: None, *, ice: str | None = "remove",
+    def __init__(self, client, *, ice: str | None = "remove",
                  replace=("origin",), health=None):
         self.client = client
-        self.flush = flush
         self.health = health            # mss.media.health.MediaHealth, when monitored
         self.extra: dict = {}
         if ice:
@@ -71,11 +70,9 @@ class GatewayMedia:
                 out.errback(ValueError("the media gateway answered without SDP"))
             else:
                 out.callback(sdp)
-            self.flush()
 
         def failed(failure):
             out.errback(failure)
-            self.flush()
         d.addCallbacks(ok, failed)
         return out
 

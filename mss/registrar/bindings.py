@@ -4,10 +4,11 @@
 Bindings live in memory for routing and are written through to the store on every change,
 so that a crash (even ``kill -9``) followed by a restart keeps every live registration.
 Added and refreshed bindings are written by group commit: ``put`` changes memory at once and
-queues the row; ``flush`` (a timer due at once, so it runs on the shell's next reactor turn,
-after the datagrams read in this one) writes the queue in one store transaction and then
-calls back whoever waits through ``when_stored``: the registrar sends its 200 OK only then,
-so a registration that was answered 200 is committed. Removals are written at once (after
+queues the row; ``flush`` runs as the end-of-turn step of the core (``end_of_turn``, given
+as ``SipCore.at_end_of_turn``: after every datagram read in this reactor turn, before the
+output is sent), writes the queue in one store transaction and then calls back whoever waits
+through ``when_stored``: the registrar sends its 200 OK only then, so a registration that was
+answered 200 is committed. Removals are written at once (after
 the queue, to keep the order of writes).
 Each binding has one expiry timer on the core's heap. Devices are told apart by the RFC 5626
 ``+sip.instance`` when present, otherwise by the contact URI.
@@ -27,9 +28,10 @@ from mss.store.interface import Binding
 class BindingTable:
     log = Logger()
 
-    def __init__(self, store, timers, max_devices: int = 5):
+    def __init__(self, store, timers, end_of_turn, max_devices: int = 5):
         self.store = store
         self.timers = timers
+        self.end_of_turn = end_of_turn
         self.max_devices = max_devices
         self._by_aor: dict[str, dict[str, Binding]] = {}
         self._timers: dict[tuple[str, str], object] = {}
@@ -37,7 +39,6 @@ class BindingTable:
         self.listeners = []           # callables(aor) told when an AOR's bindings change
         self._unstored: list[Binding] = []      # put in memory, not yet committed
         self._waiters: list = []                # (len(_unstored) when asked, callback)
-        self._flush_timer = None
 
     def __len__(self) -> int:
         return sum(len(b) for b in self._by_aor.values())
@@ -75,9 +76,9 @@ class BindingTable:
         if old is not None and old.registered_at != binding.registered_at:
             binding = attrs.evolve(binding, registered_at=old.registered_at)
         current[binding.key] = binding
+        if not self._unstored:
+            self.end_of_turn(self.flush)
         self._unstored.append(binding)
-        if self._flush_timer is None:
-            self._flush_timer = self.timers.call_at(0.0, self.flush)    # due at once
         self._arm(binding)
         if connection is not None:
             self._connections[(aor, binding.key)] = connection
@@ -98,9 +99,6 @@ class BindingTable:
 
     def flush(self) -> None:
         """Commit the queued bindings in one store transaction, then call the waiters."""
-        if self._flush_timer is not None:
-            self._flush_timer.cancel()
-            self._flush_timer = None
         batch, self._unstored = self._unstored, []
         waiters, self._waiters = self._waiters, []
         stored = self._write(batch) if batch else 0

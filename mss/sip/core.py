@@ -5,10 +5,14 @@
         -> events -> transaction user (registrar, call core, OPTIONS responder, trunk client)
         -> send_response()/send_request() -> datagrams_to_send() -> transport
 
-The Twisted shell (mss/transport/) feeds ``receive(data, source, now)``, drains
-``datagrams_to_send()`` after every entry, and keeps one delayed call armed at ``get_timer()``
-calling ``handle_timer(now)``. Transaction users schedule their own timers on ``core.timers``
-so that everything time-driven shares one clock and one heap.
+The Twisted shell (mss/transport/) feeds ``receive(data, source, now)`` and
+``handle_timer(now)``. A reactor turn ends with one step, ``end_turn(now)``: the work queued
+for the end of the turn (``at_end_of_turn``: the registrar's group commit, whose 200 OKs follow
+it) runs, then the shell drains ``datagrams_to_send()`` and re-arms its one delayed call at
+``get_timer()``. Whatever queues output or a timer, from inside the core or from outside it (a
+media gateway answer, an operator's hangup), calls ``wake``: the shell's request for that end
+of turn, coalesced, so nobody sends by hand. Transaction users schedule their timers on
+``core.timers``, the same heap as the transactions': one clock, one heap.
 
 Implements RFC 3261 §8.2 (UAS request checks), §18.2.1 (received/rport, RFC 3581),
 §18.2.2 (where responses go), §11 (OPTIONS).
@@ -47,19 +51,8 @@ class ITransactionUser(Interface):
         """``reason``: "timeout", "transport", "ack-timeout" or "prack-timeout"."""
 
 
-def response_address(request: Request, source: Address) -> Address:
-    """Where a response to ``request`` goes (RFC 3261 §18.2.2, RFC 3581 §4)."""
-    via = request.top_via
-    if source.reliable:
-        return source              # same connection (source.connection), else a new one there
-    maddr = via.param("maddr")
-    if maddr:
-        return Address("udp", maddr, via.port or 5060)
-    received = via.param("received") or via.host
-    rport = via.param("rport")
-    if rport:
-        return Address("udp", received.strip("[]"), int(rport))
-    return Address("udp", received.strip("[]"), via.port or 5060)
+def _nothing() -> None:
+    pass
 
 
 class SipCore:
@@ -82,8 +75,11 @@ class SipCore:
         self.ports = ports or {"udp": 5060, "tcp": 5060}
         self.transports = tuple(transports)
         self.t1 = t1
-        self.layer = T.TransactionLayer(t1=t1, t2=t2, t4=t4)
         self.timers = TimerHeap()
+        self.layer = T.TransactionLayer(t1=t1, t2=t2, t4=t4, timers=self.timers)
+        self.wake = _nothing                # set by the shell: "end this turn with a flush"
+        self.timers.on_schedule = self._wake
+        self._end_of_turn: list = []
         self.loop_mark = "z9hG4bK-" + secrets.token_hex(3) + "-"
         self._out: list[tuple[bytes, Address]] = []
         self._users: dict[str, object] = {}       # method -> transaction user
@@ -134,14 +130,32 @@ class SipCore:
 
     def handle_timer(self, now: float) -> None:
         self.timers.run_due(now)
-        self.layer.handle_timer(now)
         self._dispatch(now)
 
     def get_timer(self) -> float | None:
-        a, b = self.layer.get_timer(), self.timers.next_deadline()
-        if a is None:
-            return b
-        return a if b is None or a < b else b
+        return self.timers.next_deadline()
+
+    # -- the end of a reactor turn ------------------------------------------------------------
+    def _wake(self) -> None:
+        self.wake()
+
+    def at_end_of_turn(self, fn) -> None:
+        """Run ``fn()`` once at the end of this turn, before the output is sent (group
+        commit); asking again in the same turn changes nothing."""
+        if fn not in self._end_of_turn:
+            self._end_of_turn.append(fn)
+        self.wake()
+
+    def end_turn(self, now: float) -> None:
+        """The turn's last step before the shell drains the output."""
+        while self._end_of_turn:
+            work, self._end_of_turn = self._end_of_turn, []
+            for fn in work:
+                try:
+                    fn()
+                except Exception:
+                    self.log.failure("end-of-turn work failed")
+        self._dispatch(now)
 
     def transport_error(self, destination: Address, now: float) -> None:
         self.layer.transport_error(destination, now)
@@ -160,10 +174,12 @@ class SipCore:
     def send_response(self, transaction, response: Response, now: float) -> None:
         self._stamp_response(response)
         self.layer.send_response(transaction, response, now)
+        self.wake()
 
     def send_reliable_provisional(self, transaction, response: Response, now: float) -> None:
         self._stamp_response(response)
         self.layer.send_reliable_provisional(transaction, response, now)
+        self.wake()
 
     def send_request(self, request: Request, destination: Address, owner, now: float):
         """Start a client transaction; ``owner`` gets its responses and failures."""
@@ -172,6 +188,7 @@ class SipCore:
             request.headers.add("User-Agent", self.user_agent)
         tx = self.layer.send_request(request, destination, now)
         tx.owner = owner
+        self.wake()
         return tx
 
     def send_ack(self, ack: Request, destination: Address) -> None:
@@ -182,6 +199,7 @@ class SipCore:
 
     def cancel(self, transaction, now: float, reason: str | None = None):
         """CANCEL a pending INVITE we sent (sent once it got a provisional, §9.1)."""
+        self.wake()
         return self.layer.cancel(transaction, now, reason)
 
     def send_stateless(self, request: Request, source: Address, status: int,
@@ -193,7 +211,8 @@ class SipCore:
         for name, value in extra:
             resp.headers.add(name, value)
         self._stamp_response(resp)
-        self._out_message(resp, response_address(request, source))
+        self._out_message(resp, T.response_address(request.top_via, source,
+                                                   self.layer.symmetric_responses))
 
     def new_tag(self) -> str:
         return secrets.token_hex(6)
@@ -226,6 +245,7 @@ class SipCore:
         if self.trace:
             self._trace_out(data, dest)
         self._out.append((data, dest))
+        self.wake()
 
     def _stamp_response(self, response: Response) -> None:
         headers = response.headers

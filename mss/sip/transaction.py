@@ -21,9 +21,8 @@ To tag is checked after the lookup. Client transactions are keyed by (branch, CS
 (§17.1.3). ACKs for 2xx are separate transactions (§13.2.2.4); they are matched to the INVITE
 server transaction that is retransmitting the 2xx by (Call-ID, CSeq number, To tag).
 
-Timers live in one heap of ``[deadline, seq, transaction, kind]`` entries. Cancelling a timer
-blanks the entry's transaction (lazy deletion); blank entries are skipped when popped and the
-heap is compacted when they outnumber live ones.
+Timers go on the core's one ``TimerHeap`` (``mss.sip.timers``), shared with the transaction
+users; each transaction keeps its live timers by kind so that a state change cancels them.
 
 States and timers (T1, T2, T4 from the constructor; on reliable transports A, E, G and the
 2xx retransmission never run and D, I, J, K are zero, so the transaction ends at once):
@@ -50,13 +49,13 @@ Transport errors terminate the transaction and the TU gets ``TransportError``.
 """
 from __future__ import annotations
 
-import heapq
 import os
 
 import attrs
 from twisted.logger import Logger
 
 from mss.sip.address import Address
+from mss.sip.timers import TimerHeap
 from mss.sip.message import Headers, Message, Request, Response, make_response
 
 MAGIC = "z9hG4bK"
@@ -135,6 +134,26 @@ class PrackTimeout:
     should reject the INVITE with a 5xx."""
     transaction: "ServerTransaction"
     rseq: int
+
+
+def response_address(via, source: Address, symmetric: bool = True) -> Address:
+    """Where responses to a request go: the one rule of the switch (§18.2.2, RFC 3581).
+
+    Stream transports: back on the connection the request came on. UDP: to the source address
+    and port when ``rport`` was asked for or ``symmetric`` is set (the default: phones behind
+    NAT are reachable nowhere else), else to the source address and the Via port. ``maddr``
+    and a Via host that differs from the source are not honoured: a forged Via must not turn
+    the switch into a reflector toward a third party.
+    """
+    if source.reliable or symmetric:
+        return source
+    for name, _ in via.params:
+        if name == "rport":
+            return source
+    port = via.port or 5060
+    if port == source.port:
+        return source
+    return Address(source.transport, source.host, port)
 
 
 # -- transactions ---------------------------------------------------------------------------
@@ -226,7 +245,7 @@ class TransactionLayer:
 
     def __init__(self, t1: float = 0.5, t2: float = 4.0, t4: float = 5.0,
                  send_trying: bool = True, timer_d: float = TIMER_D,
-                 symmetric_responses: bool = True):
+                 symmetric_responses: bool = True, timers: TimerHeap | None = None):
         self.t1 = t1
         self.symmetric_responses = symmetric_responses
         self.t2 = t2
@@ -238,9 +257,7 @@ class TransactionLayer:
         self._server: dict = {}
         self._server2543: dict = {}
         self._ack_index: dict = {}
-        self._heap: list = []
-        self._seq = 0
-        self._blank = 0
+        self.timers = timers if timers is not None else TimerHeap()    # the core's one heap
         self._out: list = []
         self._events: list = []
         # for metrics; names are stable
@@ -266,11 +283,7 @@ class TransactionLayer:
         return events
 
     def get_timer(self) -> float | None:
-        heap = self._heap
-        while heap and heap[0][2] is None:
-            heapq.heappop(heap)
-            self._blank -= 1
-        return heap[0][0] if heap else None
+        return self.timers.next_deadline()
 
     def __len__(self) -> int:
         """Live transactions (client and server)."""
@@ -293,46 +306,32 @@ class TransactionLayer:
     def _schedule(self, tx: _Transaction, kind, delay: float, now: float) -> None:
         old = tx.timers.get(kind)
         if old is not None:
-            old[2] = None
-            self._blank += 1
-        self._seq += 1
-        entry = [now + delay, self._seq, tx, kind]
-        tx.timers[kind] = entry
-        heapq.heappush(self._heap, entry)
+            old.cancel()
+        tx.timers[kind] = self.timers.call_at(now + delay, self._fire_timer, tx, kind)
 
     def _cancel(self, tx: _Transaction, kind) -> None:
-        entry = tx.timers.pop(kind, None)
-        if entry is not None:
-            entry[2] = None
-            self._blank += 1
+        timer = tx.timers.pop(kind, None)
+        if timer is not None:
+            timer.cancel()
+
+    def _fire_timer(self, tx: _Transaction, kind) -> None:
+        del tx.timers[kind]
+        now = self.timers.now
+        if type(kind) is tuple:
+            self._timer_prack(tx, kind[1], now)
+        else:
+            self._fire[kind](tx, now)
 
     def handle_timer(self, now: float) -> None:
-        heap = self._heap
-        pop = heapq.heappop
-        while heap and heap[0][0] <= now:
-            entry = pop(heap)
-            tx = entry[2]
-            if tx is None:
-                self._blank -= 1
-                continue
-            kind = entry[3]
-            del tx.timers[kind]
-            if type(kind) is tuple:
-                self._timer_prack(tx, kind[1], now)
-            else:
-                self._fire[kind](tx, now)
-        if self._blank > 512 and self._blank * 2 > len(heap):
-            self._heap = [e for e in heap if e[2] is not None]
-            heapq.heapify(self._heap)
-            self._blank = 0
+        """Run the timers due at ``now`` (when the layer owns its heap, as in its tests)."""
+        self.timers.run_due(now)
 
     def _terminate(self, tx: _Transaction) -> None:
         if tx.state is TERMINATED:
             return
         tx.state = TERMINATED
-        for entry in tx.timers.values():
-            entry[2] = None
-            self._blank += 1
+        for timer in tx.timers.values():
+            timer.cancel()
         tx.timers.clear()
         if isinstance(tx, ClientTransaction):
             if self._client.get(tx.key) is tx:
@@ -566,7 +565,8 @@ class TransactionLayer:
             if (state is PROCEEDING or state is COMPLETED) and tx.last_data is not None:
                 self._out.append((tx.last_data, tx.peer))
             return
-        tx = ServerTransaction(request, self._response_address(via, source), key, key2543)
+        tx = ServerTransaction(request, response_address(via, source, self.symmetric_responses),
+                               key, key2543)
         if key is not None:
             self._server[key] = tx
         else:
@@ -585,21 +585,6 @@ class TransactionLayer:
         else:
             tx.state = TRYING
         self._events.append(RequestReceived(request, source, tx))
-
-    def _response_address(self, via, source: Address) -> Address:
-        """Where responses go (§18.2.2, RFC 3581). Stream transports: back on the connection
-        the request came on. UDP: to the source address and port when ``rport`` was asked for
-        or ``symmetric_responses`` is set (what NATed phones need), else to the source
-        address and the Via port (§18.2.2 "received" rule; maddr is not honoured)."""
-        if source.reliable or self.symmetric_responses:
-            return source
-        for name, value in via.params:
-            if name == "rport":
-                return source
-        port = via.port or 5060
-        if port == source.port:
-            return source
-        return Address(source.transport, source.host, port)
 
     @staticmethod
     def _key2543(request: Request, via, method: str) -> tuple:

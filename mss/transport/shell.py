@@ -51,8 +51,10 @@ class SipShell(service.Service):
         self.tcp_port = None
         self._delayed = None
         self._deadline = None
+        self._turn_end = None
         self._route_cache: dict[str, str] = {}
         core.local_host = self.local_host
+        core.wake = self.wake
 
     # -- service -----------------------------------------------------------------------------
     def startService(self):
@@ -79,6 +81,9 @@ class SipShell(service.Service):
 
     def stopService(self):
         super().stopService()
+        if self._turn_end is not None and self._turn_end.active():
+            self._turn_end.cancel()
+            self._end_turn()            # what this turn queued still goes out
         if self._delayed is not None and self._delayed.active():
             self._delayed.cancel()
         self._delayed = None
@@ -112,7 +117,7 @@ class SipShell(service.Service):
             self.core.receive(data, source, self.reactor.seconds())
         except Exception:
             self.log.failure("SIP core failed on a message from {peer}", peer=str(source))
-        self.flush()
+        self.wake()
 
     def message_received(self, msg, source: Address) -> None:
         """A message already parsed by the stream framer."""
@@ -120,15 +125,15 @@ class SipShell(service.Service):
             self.core.receive_message(msg, source, self.reactor.seconds())
         except Exception:
             self.log.failure("SIP core failed on a message from {peer}", peer=str(source))
-        self.flush()
+        self.wake()
 
     def parse_error(self, error, data: bytes, source: Address) -> None:
         self.core._parse_error(error, data, source)
-        self.flush()
+        self.wake()
 
     def connection_failed(self, destination: Address) -> None:
         self.core.transport_error(destination, self.reactor.seconds())
-        self.flush()
+        self.wake()
 
     def _timer(self):
         self._delayed = None
@@ -137,11 +142,27 @@ class SipShell(service.Service):
             self.core.handle_timer(self.reactor.seconds())
         except Exception:
             self.log.failure("SIP core failed in a timer")
+        self.wake()
+
+    # -- the end of the turn ---------------------------------------------------------------------
+    def wake(self) -> None:
+        """Something was queued: end this reactor turn with ``core.end_turn`` and a flush, once
+        however many messages the turn read (a coalesced ``callLater(0)``)."""
+        if self._turn_end is None:
+            self._turn_end = self.reactor.callLater(0, self._end_turn)
+
+    def _end_turn(self) -> None:
+        self._turn_end = None
+        try:
+            self.core.end_turn(self.reactor.seconds())
+        except Exception:
+            self.log.failure("SIP core failed at the end of a turn")
         self.flush()
 
     # -- output --------------------------------------------------------------------------------
     def flush(self) -> None:
-        """Send what the core queued, then re-arm the timer at the core's next deadline."""
+        """Send what the core queued, then re-arm the timer at the core's next deadline (the
+        last step of ``_end_turn``; called directly only where the reactor stops next)."""
         for data, dest in self.core.datagrams_to_send():
             if dest.transport == "udp":
                 if self.udp is not None:

@@ -51,7 +51,9 @@ class LiveSwitch:
         self.reactor.advance(0)     # the reactor's next turn: calls due now (group commit)
 
     def take(self, port: int) -> list:
-        """Messages sent to 127.0.0.1:``port`` since the last take (removed from ``sent``)."""
+        """Messages sent to 127.0.0.1:``port`` since the last take (removed from ``sent``),
+        once the current reactor turn has ended (when the shell sends)."""
+        self.reactor.advance(0)
         mine = [m for m, d in self.sent if d.port == port]
         self.sent = [(m, d) for m, d in self.sent if d.port != port]
         return mine

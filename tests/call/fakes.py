@@ -67,7 +67,8 @@ class Switch:
         self.directory = Directory(self.store)
         self.core = SipCore(domain=REALM, local_host=lambda host: "127.0.0.1",
                             ports={"udp": 5060, "tcp": 5060}, t1=0.5, t2=4.0, t4=5.0)
-        self.bindings = BindingTable(self.store, self.core.timers, max_devices=5)
+        self.bindings = BindingTable(self.store, self.core.timers, self.core.at_end_of_turn,
+                                     max_devices=5)
         self.auth = FakeAuth(self.directory)
         options = dict(no_answer_timeout=30, max_duration=0, max_setup=200)
         options.update(manager_options)

@@ -45,7 +45,8 @@ class Rig:
         self.auth = Authenticator(self.directory, self.bans, realm=REALM, secret=b"s" * 32,
                                   nonce_lifetime=300, on_ban=self.banned.append,
                                   algorithms=algorithms)
-        self.bindings = BindingTable(self.store, self.core.timers, max_devices=max_devices)
+        self.bindings = BindingTable(self.store, self.core.timers, self.core.at_end_of_turn,
+                                     max_devices=max_devices)
         self.registrar = Registrar(self.core, self.clock, self.auth, self.bindings,
                                    self.directory, min_expires=min_expires,
                                    max_expires=max_expires, default_expires=default_expires,
@@ -64,8 +65,7 @@ class Rig:
 
     def deliver(self, data: bytes, source: Address):
         self.core.receive(data, source, self.clock.seconds())
-        # what the shell does next: run the timers due now (the bindings' group commit)
-        self.core.handle_timer(self.clock.seconds())
+        self.core.end_turn(self.clock.seconds())      # as the shell ends the turn: group commit
         return [parse(d)[0] for d, _ in self.core.datagrams_to_send()]
 
     def contacts(self, number):
@@ -160,7 +160,7 @@ class BindingTests(RegistrarTestCase):
 
     def test_200_only_once_committed(self):
         """Group commit: the 200 waits for the binding's commit (kill -9 after a 200 must not
-        lose the registration); the commit runs with the timers due at once."""
+        lose the registration); the commit is the core's end-of-turn step."""
         challenge = self.phone.send(expires=600)
         auth = self.phone.authorization(challenge)
         rig = self.rig
@@ -169,7 +169,7 @@ class BindingTests(RegistrarTestCase):
         self.assertEqual(rig.core.datagrams_to_send(), [])
         self.assertEqual(rig.store.list_bindings(START), [])
         self.assertEqual(len(rig.bindings.get("1001")), 1)      # routing sees it already
-        rig.core.handle_timer(rig.clock.seconds())
+        rig.core.end_turn(rig.clock.seconds())
         self.assertEqual([b.aor for b in rig.store.list_bindings(START)], ["1001"])
         (data, _), = rig.core.datagrams_to_send()
         self.assertEqual(parse(data)[0].status, 200)

@@ -7,7 +7,8 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from mss.sip.address import Address
-from mss.sip.core import ALLOW, OptionsResponder, SipCore, response_address
+from mss.sip.core import ALLOW, OptionsResponder, SipCore
+from mss.sip.transaction import response_address
 from mss.sip.message import make_response, parse
 
 PEER = Address("udp", "192.0.2.10", 5062)
@@ -219,38 +220,43 @@ class ViaStampingTests(CoreTestCase):
 
 
 class ResponseAddressTests(SynchronousTestCase):
-    """RFC 3261 §18.2.2 and RFC 3581 §4: where a response goes."""
+    """RFC 3261 §18.2.2 and RFC 3581 §4: where a response goes (one rule for the transaction
+    layer and the core's stateless answers)."""
 
-    def route(self, via, source=PEER):
+    def route(self, via, source=PEER, symmetric=True):
         req = parse(request(via=via))[0]
-        return response_address(req, source)
+        return response_address(req.top_via, source, symmetric)
 
     def test_reliable_same_connection(self):
         conn = object()
         source = Address("tcp", "192.0.2.10", 50000, conn)
-        dest = self.route("SIP/2.0/TCP 192.0.2.10:5062;branch=z9hG4bKt", source)
+        dest = self.route("SIP/2.0/TCP 192.0.2.10:5062;branch=z9hG4bKt", source, False)
         self.assertIs(dest.connection, conn)
         self.assertEqual((dest.transport, dest.port), ("tcp", 50000))
 
-    def test_maddr(self):
-        dest = self.route("SIP/2.0/UDP 192.0.2.10:5070;branch=z9hG4bKm;maddr=239.1.1.1")
-        self.assertEqual(dest, Address("udp", "239.1.1.1", 5070))
+    def test_symmetric_by_default(self):
+        """Back to the source whatever the Via says (NAT)."""
+        dest = self.route("SIP/2.0/UDP 10.0.0.7:5070;branch=z9hG4bKs")
+        self.assertEqual(dest, PEER)
+
+    def test_maddr_not_honoured(self):
+        """A forged maddr must not make the switch send to a third party."""
+        for symmetric in (True, False):
+            dest = self.route("SIP/2.0/UDP 192.0.2.10:5070;branch=z9hG4bKm;maddr=239.1.1.1",
+                              symmetric=symmetric)
+            self.assertEqual(dest.host, PEER.host)
 
     def test_rport(self):
-        dest = self.route("SIP/2.0/UDP 192.0.2.10:5070;branch=z9hG4bKr;rport=40001;received=203.0.113.1")
-        self.assertEqual(dest, Address("udp", "203.0.113.1", 40001))
+        dest = self.route("SIP/2.0/UDP 192.0.2.10:5070;branch=z9hG4bKr;rport", symmetric=False)
+        self.assertEqual(dest, PEER)
 
-    def test_received_without_rport_uses_via_port(self):
-        dest = self.route("SIP/2.0/UDP host.example:5070;branch=z9hG4bKq;received=203.0.113.2")
-        self.assertEqual(dest, Address("udp", "203.0.113.2", 5070))
+    def test_not_symmetric_uses_via_port(self):
+        dest = self.route("SIP/2.0/UDP host.example:5070;branch=z9hG4bKq", symmetric=False)
+        self.assertEqual(dest, Address("udp", PEER.host, 5070))
 
-    def test_default_port(self):
-        dest = self.route("SIP/2.0/UDP 192.0.2.10;branch=z9hG4bKd")
-        self.assertEqual(dest, Address("udp", "192.0.2.10", 5060))
-
-    def test_ipv6_received(self):
-        dest = self.route("SIP/2.0/UDP [2001:db8::1]:5062;branch=z9hG4bK6;received=[2001:db8::2];rport=7000")
-        self.assertEqual(dest, Address("udp", "2001:db8::2", 7000))
+    def test_not_symmetric_default_port(self):
+        dest = self.route("SIP/2.0/UDP 192.0.2.10;branch=z9hG4bKd", symmetric=False)
+        self.assertEqual(dest, Address("udp", PEER.host, 5060))
 
 
 class TimerTests(CoreTestCase):

@@ -787,7 +787,7 @@ class CallFlowTests(SynchronousTestCase):
             self.assertEqual(events, [])
             self.assertEqual(len(layer), 0)
             self.assertEqual(layer._ack_index, {})
-            self.assertEqual(layer._heap, [])
+            self.assertEqual(len(layer.timers), 0)
 
 
 class ResponseAddressTests(SynchronousTestCase):
@@ -850,9 +850,10 @@ class HousekeepingTests(SynchronousTestCase):
             layer.send_request(req, UAS_TCP, 0.0)
             layer.receive_response(response_to(req, 200), UAS_TCP, 0.0)
         self.assertEqual(len(layer), 0)
-        self.assertEqual(len(layer._heap), 1000)        # lazily cancelled F timers
+        self.assertEqual(len(layer.timers._heap), 1000)   # lazily cancelled F timers
+        self.assertEqual(len(layer.timers), 0)
         layer.handle_timer(0.1)
-        self.assertEqual(layer._heap, [])
+        self.assertEqual(layer.timers._heap, [])          # compacted
         self.assertIsNone(layer.get_timer())
 
     def test_counters_and_truth(self):

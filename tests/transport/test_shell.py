@@ -46,22 +46,44 @@ class ShellTests(SynchronousTestCase):
 
     def test_response_sent_to_source(self):
         self.shell.data_received(options(), PEER)
+        self.assertEqual(self.shell.udp.sent, [])           # at the end of the turn
+        self.reactor.advance(0)
         (data, dest), = self.shell.udp.sent
         self.assertEqual(parse(data)[0].status, 200)
         self.assertEqual(dest, PEER)
 
+    def test_one_flush_per_turn(self):
+        """Messages read in one reactor turn are answered by one flush at its end."""
+        flushes = []
+        original = self.shell.flush
+        self.shell.flush = lambda: (flushes.append(1), original())
+        for n in range(3):
+            self.shell.data_received(options(branch=f"z9hG4bKturn{n}", call_id=f"t{n}"), PEER)
+        self.assertEqual(len(self.reactor.getDelayedCalls()), 1)    # the end of the turn
+        self.reactor.advance(0)
+        self.assertEqual((len(flushes), len(self.shell.udp.sent)), (1, 3))
+
+    def test_output_from_outside_an_input_wakes_the_shell(self):
+        """A response sent from a Deferred callback (a media gateway's answer) goes out at
+        the end of that turn without anyone flushing by hand."""
+        self.core.send_stateless(parse(options())[0], PEER, 486)
+        self.reactor.advance(0)
+        (data, dest), = self.shell.udp.sent
+        self.assertEqual(parse(data)[0].status, 486)
+
     def test_one_delayed_call_at_core_deadline(self):
         self.shell.data_received(options(), PEER)
+        self.reactor.advance(0)
         (call,) = self.reactor.getDelayedCalls()
         self.assertEqual(call.getTime(), self.core.get_timer())
         # a later deadline does not add a second delayed call
         self.core.timers.call_at(self.reactor.seconds() + 100, lambda: None)
-        self.shell.flush()
+        self.reactor.advance(0)
         self.assertEqual(len(self.reactor.getDelayedCalls()), 1)
         # an earlier one replaces it
         fired = []
         self.core.timers.call_at(self.reactor.seconds() + 1, fired.append, True)
-        self.shell.flush()
+        self.reactor.advance(0)
         (call,) = self.reactor.getDelayedCalls()
         self.assertEqual(call.getTime(), self.reactor.seconds() + 1)
         self.reactor.advance(1)
@@ -72,7 +94,7 @@ class ShellTests(SynchronousTestCase):
 
     def test_timers_run_to_empty(self):
         self.shell.data_received(options(), PEER)
-        for _ in range(5):
+        for _ in range(6):
             calls = self.reactor.getDelayedCalls()
             if not calls:
                 break
@@ -86,6 +108,7 @@ class ShellTests(SynchronousTestCase):
             raise RuntimeError("core bug")
         self.core.receive = broken
         self.shell.data_received(options(), PEER)
+        self.reactor.advance(0)
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
 
     def test_timer_exception_logged_and_rearmed(self):
@@ -93,7 +116,7 @@ class ShellTests(SynchronousTestCase):
             raise RuntimeError("timer bug")
         self.core.timers.call_at(self.reactor.seconds() + 1, broken)
         self.core.timers.call_at(self.reactor.seconds() + 2, lambda: None)
-        self.shell.flush()
+        self.reactor.advance(0)
         self.reactor.advance(1)
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
         self.assertEqual(len(self.reactor.getDelayedCalls()), 1)

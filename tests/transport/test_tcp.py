@@ -46,6 +46,11 @@ class StreamTestCase(SynchronousTestCase):
         self.factory = SipStreamFactory(self.shell, idle_timeout=60)
         self.shell.tcp_factory = self.factory
 
+    def feed(self, proto, data: bytes) -> None:
+        """Bytes from the peer, then the end of the reactor turn (when the shell sends)."""
+        proto.dataReceived(data)
+        self.reactor.advance(0)
+
     def connect(self, host="192.0.2.1", port=40000):
         proto = self.factory.buildProtocol(IPv4Address("TCP", host, port))
         transport = StringTransport(peerAddress=IPv4Address("TCP", host, port))
@@ -57,7 +62,7 @@ class FramingTests(StreamTestCase):
 
     def test_several_messages_in_one_segment(self):
         proto, transport = self.connect()
-        proto.dataReceived(b"".join(options(n) for n in range(4)))
+        self.feed(proto, b"".join(options(n) for n in range(4)))
         got = responses(transport.value())
         self.assertEqual([(r.status, r.call_id) for r in got], [(200, f"call-{n}") for n in range(4)])
 
@@ -65,9 +70,9 @@ class FramingTests(StreamTestCase):
         proto, transport = self.connect()
         data = options(7)
         for i in range(len(data) - 1):
-            proto.dataReceived(data[i:i + 1])
+            self.feed(proto, data[i:i + 1])
         self.assertEqual(transport.value(), b"")
-        proto.dataReceived(data[-1:])
+        self.feed(proto, data[-1:])
         (resp,) = responses(transport.value())
         self.assertEqual((resp.status, resp.call_id), (200, "call-7"))
 
@@ -76,27 +81,27 @@ class FramingTests(StreamTestCase):
         data = options(3, extra=b"Content-Type: text/plain\r\n", content_length=False)
         data = data[:-2] + b"Content-Length: 5\r\n\r\n" + body
         proto, transport = self.connect()
-        proto.dataReceived(data[:-3])
+        self.feed(proto, data[:-3])
         self.assertEqual(transport.value(), b"")
-        proto.dataReceived(data[-3:] + options(4))
+        self.feed(proto, data[-3:] + options(4))
         self.assertEqual([r.call_id for r in responses(transport.value())], ["call-3", "call-4"])
 
     def test_crlf_keepalives_between_messages(self):
         proto, transport = self.connect()
-        proto.dataReceived(b"\r\n" + options(1) + b"\r\n" + options(2))
+        self.feed(proto, b"\r\n" + options(1) + b"\r\n" + options(2))
         got = responses(transport.value())
         self.assertEqual(len(got), 2)
         self.assertFalse(transport.value().startswith(b"\r\n"))     # no pong for a single CRLF
 
     def test_double_crlf_ping_gets_pong(self):
         proto, transport = self.connect()
-        proto.dataReceived(b"\r\n\r\n")
+        self.feed(proto, b"\r\n\r\n")
         self.assertEqual(transport.value(), b"\r\n")
         self.assertFalse(transport.disconnecting)
 
     def test_missing_content_length_closes(self):
         proto, transport = self.connect()
-        proto.dataReceived(options(1, content_length=False))
+        self.feed(proto, options(1, content_length=False))
         (resp,) = responses(transport.value())
         self.assertEqual(resp.status, 400)
         self.assertIn("Content-Length", resp.reason)
@@ -104,21 +109,21 @@ class FramingTests(StreamTestCase):
 
     def test_garbage_closes_without_answer(self):
         proto, transport = self.connect()
-        proto.dataReceived(b"\x16\x03\x01 not sip at all\r\n\r\n")
+        self.feed(proto, b"\x16\x03\x01 not sip at all\r\n\r\n")
         self.assertEqual(transport.value(), b"")
         self.assertTrue(transport.disconnecting)
 
     def test_oversized_message_closes(self):
         self.core.max_size = 1000
         proto, transport = self.connect()
-        proto.dataReceived(b"OPTIONS sip:a@b SIP/2.0\r\nX: " + b"y" * 6000)
+        self.feed(proto, b"OPTIONS sip:a@b SIP/2.0\r\nX: " + b"y" * 6000)
         self.assertTrue(transport.disconnecting)
 
     def test_other_connections_unaffected(self):
         bad, bad_transport = self.connect(port=40001)
         good, good_transport = self.connect(port=40002)
-        bad.dataReceived(b"garbage\r\n\r\n")
-        good.dataReceived(options(9))
+        self.feed(bad, b"garbage\r\n\r\n")
+        self.feed(good, options(9))
         self.assertTrue(bad_transport.disconnecting)
         self.assertEqual(responses(good_transport.value())[0].status, 200)
 
@@ -128,7 +133,7 @@ class ConnectionTests(StreamTestCase):
     def test_idle_timeout(self):
         proto, transport = self.connect()
         self.reactor.advance(59)
-        proto.dataReceived(b"\r\n")                  # activity resets the idle timer
+        self.feed(proto, b"\r\n")                  # activity resets the idle timer
         self.reactor.advance(59)
         self.assertFalse(transport.disconnecting)
         self.reactor.advance(1)
