@@ -47,7 +47,7 @@ CARRIER_HOST = "127.0.0.2"
 
 def provision(directory: str, carrier_port: int, max_out: int | None) -> None:
     from mss.store.sqlite import SQLiteStore
-    from mss.trunk.model import Trunk
+    from mss.store.records import Trunk
     store = SQLiteStore(os.path.join(directory, "mss.sqlite"))
     try:
         store.add_extension(CALLER, CALLER_PW, REALM)

@@ -1,7 +1,7 @@
 # -*- test-case-name: tests.admin.test_cmd_cdr -*-
 """``mssctl cdr [--since WHEN] [--limit N] [--csv]``: the call detail records in the store.
 
-One record per call (``mss.call.cdr.CDR``), oldest first. ``--since`` takes a Unix time
+One record per call (``mss.store.records.CDR``), oldest first. ``--since`` takes a Unix time
 (``1767225600``) or an ISO 8601 date or date-time (``2026-01-01``, ``2026-01-01T08:00``,
 ``2026-01-01T08:00:00+01:00``); without a UTC offset the time is UTC. The table is for people
 (times in UTC, durations in seconds); ``--csv`` is for billing tools: every field, a header

@@ -23,7 +23,8 @@ from mss.admin.cli import CommandError, format_table, read_secret
 from mss.admin.control_client import ControlClient, ControlError
 from mss.admin.operations import control_socket_path
 from mss.store.interface import StoreError
-from mss.trunk.model import PRACK_POLICIES, URI_FORMATS, Trunk, shared_addresses
+from mss.store.records import PRACK_POLICIES, URI_FORMATS, Trunk
+from mss.trunk.model import shared_addresses
 
 
 def add_parser(subparsers) -> None:

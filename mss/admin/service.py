@@ -138,7 +138,6 @@ class OperationsService(service.MultiService):
                 call.hangup("shutdown")
             except Exception:
                 self.log.failure("ending call {call_id} at shutdown failed", call_id=call.id)
-        self.operations._flush()
         self._linger()
 
     def _linger(self, deadline: float | None = None):

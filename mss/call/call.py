@@ -35,11 +35,18 @@ forgets the call.
 """
 from __future__ import annotations
 
+from twisted.internet import defer      # Deferreds only: the media gateway answers later
 from twisted.logger import Logger
 
-from mss.services.api import is_anonymous
+from mss.call.cdr import disposition_of
+from mss.call.media import GatewayMedia
+from mss.call.services import diversion_header
+from mss.services.api import CONTINUE_DECISION, is_anonymous
+from mss.sip import digest
 from mss.sip.dialog import Dialog
-from mss.sip.message import Request, Response, make_response
+from mss.sip.headers import canonical
+from mss.sip.message import Headers, Request, Response, make_response
+from mss.sip.uri import parse_uri
 
 COMPLETED_ELSEWHERE = 'SIP;cause=200;text="Call completed elsewhere"'
 # a carrier that has not even sent 100 Trying this long after our INVITE is taken as down and
@@ -256,7 +263,6 @@ class Call:
 
     def _trunk_auth(self, leg: BLeg, resp: Response) -> bool:
         """Answer a carrier's 401/407 once per challenge with the trunk's auth ID."""
-        from mss.sip import digest
         challenge = digest.challenge_in(resp)
         if challenge is None or leg.auth_tries >= 2 or (leg.auth_tries and not challenge.stale):
             return False
@@ -285,8 +291,6 @@ class Call:
         """A carrier challenged a request we sent in its dialog (BYE, PRACK, a re-INVITE or
         INFO relayed from the caller...): send it again once, with a new CSeq and the
         trunk's credentials. False when it cannot be answered (handled as any failure)."""
-        from mss.sip import digest
-        from mss.sip.headers import canonical
         trunk = getattr(leg, "trunk", None)
         if trunk is None or req is None or req.method in ("ACK", "CANCEL"):
             return False
@@ -377,8 +381,6 @@ class Call:
             # a phone hiding its number (anonymous From) calling out: the carrier gets the
             # trunk's identity with Privacy: id (RFC 3325 section 9.3) so it withholds it
             headers.append(["Privacy", "id"])
-        from mss.sip.message import Headers
-        from mss.sip.uri import parse_uri
         req = Request("INVITE", parse_uri(leg.target), Headers(headers))
         if sdp:
             req.set_body(sdp, a.headers.get("content-type") or "application/sdp")
@@ -579,7 +581,7 @@ class Call:
                 resp.headers.add(name, value)
             self.m.core.send_response(a.tx, resp, self.m.now())
         self.status = status
-        self.end(_disposition(status), f"{status} {why}")
+        self.end(disposition_of(status), f"{status} {why}")
 
     def _no_answer(self) -> None:
         if self.state != "setup":
@@ -603,7 +605,6 @@ class Call:
 
     def add_diversion(self, number: str, decision) -> None:
         """Record that the call was diverted from ``number`` (RFC 5806 Diversion header)."""
-        from mss.call.services import diversion_header
         self.diversions.append(number)
         self.extra_headers.insert(0, ("Diversion",
                                       diversion_header(number, self.m.domain, decision)))
@@ -648,7 +649,6 @@ class Call:
     def _target_services(self, target: str, route):
         """The terminating services of a local forwarding target (its DND, its own forwarding,
         its ring time), as for a call dialled to it; CONTINUE for other numbers."""
-        from mss.services.api import CONTINUE_DECISION
         hooks = self.m.hooks
         if not hooks.active or route.extension is None:
             return CONTINUE_DECISION
@@ -667,7 +667,6 @@ class Call:
         answer accepts the caller's streams as inactive: the answer, no audio, the release
         after ``hold`` seconds.
         """
-        from mss.call.media import GatewayMedia
         a = self.a
         release = f"service ({tone})"
         client = getattr(self.m.media, "client", None)
@@ -708,7 +707,6 @@ class Call:
         legs = [(victim.id, victim.a.request.from_.tag)]
         if victim.winner is not None:
             legs.append((victim.id, victim.winner.tag))
-        from twisted.internet import defer
         d = defer.gatherResults([media.room_join(room, cid, tag) for cid, tag in legs],
                                 consumeErrors=True)
         d.addCallback(lambda _: media.room_join(room, self.id, a.request.from_.tag, a.request.body))
@@ -846,7 +844,7 @@ class Call:
                 return
             if other is not None and other.dialog is not None:
                 self._bye(other)
-            self.end("answered" if self.answer_time else _disposition(self.status or 487),
+            self.end("answered" if self.answer_time else disposition_of(self.status or 487),
                      "BYE from " + ("caller" if leg is self.a else "callee"))
             return
         other = self.other(leg)
@@ -1064,15 +1062,3 @@ def inactive_answer(offer: bytes, address: str) -> bytes:
             if len(parts) >= 4:
                 out += [f"m={parts[0]} 9 {parts[2]} {parts[3]}", "a=inactive"]
     return ("\r\n".join(out) + "\r\n").encode()
-
-
-def _disposition(status: int) -> str:
-    if 200 <= status < 300:
-        return "answered"
-    if status in (486, 600):
-        return "busy"
-    if status in (480, 408):
-        return "no answer"
-    if status == 487:
-        return "cancelled"
-    return "failed"

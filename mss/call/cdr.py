@@ -1,29 +1,26 @@
 # -*- test-case-name: tests.call.test_cdr -*-
-"""Call detail records: one per call, written when the call ends (before it is dropped).
+"""Call detail records from calls: one per call, written when the call ends (before it is
+dropped). The record itself (``CDR``) is what the store keeps (``mss.store.records``).
 
 Dispositions: answered, busy, no answer, cancelled, failed (RFC-neutral words operators use);
-``cause`` keeps the SIP status and why. Times are Unix timestamps; ``duration`` runs from the
-INVITE to the end, ``billsec`` from the answer to the end.
+``cause`` keeps the SIP status and why.
 """
 from __future__ import annotations
 
-import attrs
+from mss.store.records import CDR
 
 
-@attrs.frozen
-class CDR:
-    call_id: str
-    caller: str
-    callee: str
-    direction: str
-    start: float
-    answer: float | None
-    end: float
-    duration: float
-    billsec: float
-    disposition: str
-    cause: str
-    trunk: str = ""
+def disposition_of(status: int) -> str:
+    """The operator's word for how a call ended with final status ``status``."""
+    if 200 <= status < 300:
+        return "answered"
+    if status in (486, 600):
+        return "busy"
+    if status in (480, 408):
+        return "no answer"
+    if status == 487:
+        return "cancelled"
+    return "failed"
 
 
 def cdr_of(call) -> CDR:
@@ -37,7 +34,6 @@ def cdr_of(call) -> CDR:
 
 
 def rejected_cdr(call_id, caller, callee, direction, now, status, reason) -> CDR:
-    from mss.call.call import _disposition
     return CDR(call_id=call_id, caller=caller, callee=callee, direction=direction, start=now,
-               answer=None, end=now, duration=0.0, billsec=0.0, disposition=_disposition(status),
+               answer=None, end=now, duration=0.0, billsec=0.0, disposition=disposition_of(status),
                cause=f"{status} {reason or ''}".strip())

@@ -24,7 +24,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from mss.call.call import ALeg, BLeg, Call
-from mss.call.cdr import cdr_of
+from mss.call.cdr import cdr_of, rejected_cdr
 from mss.call.media import PassThroughMedia
 from mss.call.routing import Router
 from mss.call.services import ServiceHooks
@@ -567,7 +567,6 @@ class CallManager:
 
     def _write_rejected(self, request, caller, callee, direction, status, reason):
         """Refused calls get a CDR too (disposition from the status)."""
-        from mss.call.cdr import rejected_cdr
         try:
             self.store.add_cdr(rejected_cdr(request.call_id, caller, callee, direction,
                                             self.wall(), status, reason))

@@ -18,6 +18,8 @@ from twisted.internet import defer
 from twisted.logger import Logger
 from zope.interface import Attribute, Interface, implementer
 
+from mss.media.ng import MediaError
+
 
 class IMediaAnchor(Interface):
     def offer(call_id, from_tag, sdp, leg_label):
@@ -86,7 +88,6 @@ class GatewayMedia:
 
     def delete(self, call_id):
         """Fire and forget: an unknown call is no error (media may never have been set up)."""
-        from mss.media.client import MediaError
 
         def failed(failure):
             if not failure.check(MediaError):

@@ -26,18 +26,7 @@ from twisted.logger import Logger
 from zope.interface import Interface, implementer
 
 from mss.media import ng
-
-
-class MediaError(Exception):
-    """The gateway answered with an error (``reason`` is its ``error-reason``)."""
-
-    def __init__(self, reason: str):
-        super().__init__(reason)
-        self.reason = reason
-
-
-class MediaTimeout(Exception):
-    """The gateway did not answer in time."""
+from mss.media.ng import MediaError, MediaTimeout
 
 
 class IMediaGateway(Interface):

@@ -18,7 +18,7 @@ from twisted.application import service
 from twisted.internet import defer, task
 from twisted.logger import Logger
 
-from mss.media.client import MediaError, MediaTimeout
+from mss.media.ng import MediaError, MediaTimeout
 
 PING_INTERVAL = 2.0
 PING_TIMEOUT = 1.0

@@ -7,6 +7,10 @@ resend a request unchanged when a reply is lost. The server answers a retransmit
 (same cookie from the same source) with the very same reply bytes and does not execute it again
 (``CookieCache``), which makes ``offer``/``answer``/``delete`` idempotent under loss.
 
+``MediaError`` (an ``error`` reply) and ``MediaTimeout`` (no reply) are how a client reports
+failed commands; they live here, with the protocol, so that users of the client (the call
+core's media seam) need not import its Twisted side.
+
 Dictionary keys and byte-string values are converted to ``str`` (UTF-8, with
 ``surrogateescape`` so that any byte survives a round trip).
 """
@@ -16,6 +20,19 @@ from collections import OrderedDict
 from typing import Any
 
 from mss.media import bencode
+
+
+class MediaError(Exception):
+    """The gateway answered with an error (``reason`` is its ``error-reason``)."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+class MediaTimeout(Exception):
+    """The gateway did not answer in time."""
+
 
 MAX_COOKIE = 64
 MAX_DATAGRAM = 65535

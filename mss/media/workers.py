@@ -31,8 +31,9 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from mss.media import ng
-from mss.media.client import MediaError, MediaTimeout, NgClient
 from mss.media.child import ChildProcessService, twistd_argv
+from mss.media.client import NgClient
+from mss.media.ng import MediaError, MediaTimeout
 from mss.media.ports import PortAllocator
 from mss.media.server import ControlProtocol, split_address
 

@@ -229,7 +229,7 @@ class IStore(Interface):
         """Delete a row; False if there was none."""
 
     # -- change detection and life cycle
-    # trunks (mss.trunk.model), outbound routes, DIDs, and the switch's trunk state
+    # trunks (mss.store.records), outbound routes, DIDs, and the switch's trunk state
     def put_trunk(trunk, replace=False):
         """Add (or with ``replace`` overwrite) a trunk; StoreError names the bad value."""
 
@@ -267,7 +267,7 @@ class IStore(Interface):
         """True if it existed."""
 
     def add_cdr(cdr):
-        """Write one call detail record (``mss.call.cdr.CDR``), committed on return."""
+        """Write one call detail record (``mss.store.records.CDR``), committed on return."""
 
     def list_cdrs(since=None, limit=None):
         """CDRs (oldest first) whose start is at or after ``since``."""

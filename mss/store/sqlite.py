@@ -28,6 +28,7 @@ from mss.sip.digest import ha1 as digest_ha1
 from mss.store.interface import (
     DIGEST_ALGORITHMS, DIGEST_MODES, Ban, Binding, Extension, ExtensionExists, IStore,
     NoSuchExtension, StoreError, validate_key, validate_name, validate_number, validate_permission)
+from mss.store.records import CDR
 from mss.store.schema import MIGRATIONS, Migration, migrate
 from mss.store.sqlite_trunks import TrunkStoreMixin
 
@@ -363,7 +364,6 @@ class SQLiteStore(TrunkStoreMixin):
                           cdr.cause, cdr.trunk))
 
     def list_cdrs(self, since: float | None = None, limit: int | None = None) -> list:
-        from mss.call.cdr import CDR
         sql = f"SELECT {self._CDR_COLUMNS} FROM cdrs"
         args: list = []
         if since is not None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 
 from mss.store.interface import StoreError
-from mss.trunk.model import OutboundRoute, Trunk, TrunkError, check_digits
+from mss.store.records import OutboundRoute, Trunk, TrunkError, check_digits
 
 _TRUNK_COLUMNS = ("name, domain, account, password, proxy, auth_id, register, expires,"
                   " from_user, from_display, identity, allow, max_in, max_out, prack,"

@@ -25,7 +25,8 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from mss.sip.address import Address
-from mss.trunk.model import TrunkError, parse_proxy
+from mss.store.records import TrunkError, parse_proxy
+from mss.trunk.model import destination
 from mss.trunk.registration import TrunkRegistration
 from mss.trunk.resolver import NamesResolver, ProxyResolver, Resolution
 
@@ -220,7 +221,7 @@ class TrunkDispatcher:
         answer = self._answers.get(trunk.name)
         if answer is not None and answer.targets:
             return answer.targets[0]
-        return trunk.destination()
+        return destination(trunk)
 
     # -- inbound -------------------------------------------------------------------------------
     def inbound_trunk(self, host: str, called: str | None = None, to: str | None = None):

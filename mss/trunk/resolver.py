@@ -26,7 +26,7 @@ from twisted.logger import Logger
 from zope.interface import Interface, implementer
 
 from mss.sip.address import Address
-from mss.trunk.model import parse_proxy
+from mss.store.records import parse_proxy
 
 #: How long a numeric address or a name without any record-borne TTL is kept (seconds).
 NUMERIC_TTL = float("inf")

@@ -6,7 +6,7 @@ import csv
 import io
 
 from mss.admin.cmd_cdr import iso, parse_since
-from mss.call.cdr import CDR
+from mss.store.records import CDR
 from tests.admin.test_cli import CLITestCase
 
 T0 = 1_767_225_600.0          # 2026-01-01T00:00:00Z

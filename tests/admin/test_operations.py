@@ -109,7 +109,7 @@ class DispatcherTrunkTests(Base):
 
     def setUp(self):
         super().setUp()
-        from mss.trunk.model import Trunk
+        from mss.store.records import Trunk
         self.switch.store.put_trunk(Trunk(name="carrier", domain="ims.carrier.test",
                                           account="5550100", password="x",
                                           proxy="192.0.2.10:5060", register=False))

@@ -6,8 +6,7 @@ from types import SimpleNamespace
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from mss.call.call import _disposition
-from mss.call.cdr import cdr_of, rejected_cdr
+from mss.call.cdr import cdr_of, disposition_of, rejected_cdr
 
 
 def call(start, answer, end, disposition="answered", trunk=None):
@@ -37,6 +36,6 @@ class CDRTests(SynchronousTestCase):
                          "486 call waiting off")
 
     def test_dispositions(self):
-        self.assertEqual([_disposition(s) for s in (200, 486, 600, 480, 408, 487, 404, 503, 603)],
+        self.assertEqual([disposition_of(s) for s in (200, 486, 600, 480, 408, 487, 404, 503, 603)],
                          ["answered", "busy", "busy", "no answer", "no answer", "cancelled",
                           "failed", "failed", "failed"])

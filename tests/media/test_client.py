@@ -4,7 +4,8 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
 from mss.media import ng
-from mss.media.client import IMediaGateway, MediaError, MediaTimeout, NgClient
+from mss.media.client import IMediaGateway, NgClient
+from mss.media.ng import MediaError, MediaTimeout
 
 
 class FakePort:

@@ -3,7 +3,7 @@ from twisted.internet import defer
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from mss.media.client import MediaError
+from mss.media.ng import MediaError
 from mss.media.ports import PortAllocator
 from mss.media.relay import Gateway
 from mss.media.workers import Router

@@ -7,7 +7,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from mss.store.interface import StoreError
 from mss.store.sqlite import SQLiteStore
-from mss.trunk.model import Trunk
+from mss.store.records import Trunk
 
 
 def trunk(name="ims", **changes) -> Trunk:

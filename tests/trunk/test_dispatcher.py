@@ -11,7 +11,7 @@ from mss.sip.core import SipCore
 from mss.sip.message import parse
 from mss.store.sqlite import SQLiteStore
 from mss.trunk.dispatcher import TrunkDispatcher
-from mss.trunk.model import Trunk
+from mss.store.records import Trunk
 
 NAMES = {"sbc.carrier.example": "10.0.0.5"}
 

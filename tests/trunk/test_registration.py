@@ -18,7 +18,7 @@ from mss.sip.address import Address
 from mss.sip.core import SipCore
 from mss.sip.message import make_response, parse
 from mss.store.sqlite import SQLiteStore
-from mss.trunk.model import Trunk
+from mss.store.records import Trunk
 from mss.trunk.registration import BACKOFF_CAP, BACKOFF_START, REJECTED_RETRY, TrunkRegistration
 
 PROXY = Address("udp", "127.0.0.2", 5070)

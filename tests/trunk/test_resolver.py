@@ -147,7 +147,7 @@ class DispatcherTests(SynchronousTestCase):
         from mss.sip.core import SipCore
         from mss.store.sqlite import SQLiteStore
         from mss.trunk.dispatcher import TrunkDispatcher
-        from mss.trunk.model import Trunk
+        from mss.store.records import Trunk
         self.clock = task.Clock()
         self.clock.advance(1_700_000_000)
         self.core = SipCore(domain="mss.test", local_host=lambda host: "127.0.0.1")
