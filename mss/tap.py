@@ -32,8 +32,10 @@ from mss.registrar.registrar import MULTI_DEVICE, Registrar
 from mss.sip.core import OptionsResponder, SipCore
 from mss.store.interface import StoreError
 from mss.store.sqlite import SQLiteStore
+from mss.transport.dns import NamesResolver
 from mss.transport.shell import SipShell
 from mss.trunk.dispatcher import TrunkDispatcher
+from mss.trunk.resolver import ProxyResolver
 
 log = Logger()
 
@@ -124,7 +126,8 @@ class Switch(service.MultiService):
                                    scanner_agents=sec["drop_user_agents"], domain=sip["domain"])
         self.core.register_user(self.registrar, ["REGISTER"])
 
-        self.trunks = TrunkDispatcher(self.core, reactor, self.store)
+        self.trunks = TrunkDispatcher(self.core, reactor, self.store,
+                                      resolver=ProxyResolver(NamesResolver(reactor), reactor))
         calls = settings["calls"]
         self.calls = CallManager(self.core, reactor, self.store, self.directory, self.bindings,
                                  self.auth, domain=sip["domain"],

@@ -28,7 +28,7 @@ from mss.sip.address import Address
 from mss.store.records import TrunkError, parse_proxy
 from mss.trunk.model import destination
 from mss.trunk.registration import TrunkRegistration
-from mss.trunk.resolver import NamesResolver, ProxyResolver, Resolution
+from mss.trunk.resolver import Resolution
 
 
 _VISUAL = str.maketrans("", "", "-.()")
@@ -60,14 +60,15 @@ class TrunkDispatcher:
     log = Logger()
 
     def __init__(self, core, clock, store, resolve=None, wall=None, resolver=None):
-        """``resolver``: a ``ProxyResolver`` (default: twisted.names on ``clock``, which is
-        then the reactor); ``resolve``: a host -> address function instead (tests)."""
+        """``resolver``: a ``ProxyResolver`` (the switch's uses ``mss.transport.dns``);
+        ``resolve``: a host -> address function instead (tests)."""
         self.core = core
         self.clock = clock
         self.store = store
         if resolver is None:
-            resolver = HostTableResolver(resolve) if resolve is not None else \
-                ProxyResolver(NamesResolver(clock), clock)
+            if resolve is None:
+                raise TypeError("TrunkDispatcher needs a resolver or a resolve function")
+            resolver = HostTableResolver(resolve)
         self.resolver = resolver
         self.wall = wall or clock.seconds
         self.trunks: dict = {}

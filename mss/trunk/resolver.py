@@ -13,8 +13,8 @@ addresses to try in order, and until when they may be used (the smallest TTL on 
   when no SRV record exists, A records of the name itself on port 5060 (§4.2).
 
 Answers are cached until their TTL expires; a lookup after that asks again. DNS is reached
-through ``IResolver`` (``NamesResolver`` uses twisted.names): tests use a fake one and a
-``Clock``. Only A (IPv4) records are asked for: the SIP transports bind IPv4.
+through ``IResolver``: the switch gives it ``mss.transport.dns.NamesResolver`` (twisted.names,
+on the shell side), tests a fake one and a ``Clock``. Only A (IPv4) records are asked for: the SIP transports bind IPv4.
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ import ipaddress
 import attrs
 from twisted.internet import defer
 from twisted.logger import Logger
-from zope.interface import Interface, implementer
+from zope.interface import Interface
 
 from mss.sip.address import Address
 from mss.store.records import parse_proxy
@@ -186,50 +186,3 @@ class ProxyResolver:
                           error=failure.getErrorMessage())
             return []
         return defer.maybeDeferred(self.resolver.lookup, name, kind).addErrback(failed)
-
-
-@implementer(IResolver)
-class NamesResolver:
-    """``IResolver`` on twisted.names: the system's servers (``/etc/resolv.conf``, and
-    ``/etc/hosts`` for A records) unless ``servers`` [(host, port)] are given."""
-
-    def __init__(self, reactor, servers=None, timeout=(1, 3, 11)):
-        from twisted.names import client, hosts, resolve
-        self.timeout = timeout
-        if servers:
-            self._resolver = client.Resolver(servers=servers, reactor=reactor)
-        else:
-            self._resolver = resolve.ResolverChain([
-                hosts.Resolver(), client.Resolver(resolv="/etc/resolv.conf", reactor=reactor)])
-
-    def lookup(self, name: str, kind: str) -> defer.Deferred:
-        from twisted.names import dns, error
-        method = {"NAPTR": self._resolver.lookupNamingAuthorityPointer,
-                  "SRV": self._resolver.lookupService,
-                  "A": self._resolver.lookupAddress}[kind]
-        want = {"NAPTR": dns.NAPTR, "SRV": dns.SRV, "A": dns.A}[kind]
-
-        def records(result):
-            answers = result[0]
-            out = []
-            for rr in answers:
-                if rr.type != want:
-                    continue                       # CNAMEs on the way
-                p = rr.payload
-                if kind == "NAPTR":
-                    out.append(Naptr(p.order, p.preference, _text(p.flags), _text(p.service),
-                                     _text(p.replacement.name), rr.ttl))
-                elif kind == "SRV":
-                    out.append(Srv(p.priority, p.weight, p.port, _text(p.target.name), rr.ttl))
-                else:
-                    out.append(A(p.dottedQuad(), rr.ttl))
-            return out
-
-        def missing(failure):
-            failure.trap(error.DNSNameError, error.DNSQueryRefusedError)
-            return []                              # NXDOMAIN: no records
-        return method(name, timeout=self.timeout).addCallbacks(records, missing)
-
-
-def _text(value) -> str:
-    return value.decode("ascii", "replace") if isinstance(value, bytes) else str(value)
