@@ -23,6 +23,9 @@ from mss import logs
 from mss.admin.service import OperationsService
 from mss.call.manager import CallManager
 from mss.call.media import GatewayMedia, PassThroughMedia
+from mss.media.child import MediaChildService
+from mss.media.client import NgClient
+from mss.media.health import MediaMonitor
 from mss.services.engine import ServiceEngine
 from mss.registrar.abuse import BanList
 from mss.registrar.auth import Authenticator, load_secret
@@ -163,8 +166,6 @@ class Switch(service.MultiService):
         if media["mode"] == "off":
             self.calls.media = PassThroughMedia()
             return
-        from mss.media.client import NgClient
-        from mss.media.health import MediaMonitor
         if media["mode"] == "child":
             # no address until the child reports the port it bound (127.0.0.1:0 by default)
             self.media = NgClient(reactor, None, on_notify=self._media_notify,
@@ -175,7 +176,6 @@ class Switch(service.MultiService):
         self.media_monitor = MediaMonitor(reactor, self.media)
         self.media_health = self.media_monitor.health
         if media["mode"] == "child":
-            from mss.media.child import MediaChildService
             # the gateway reads the [media] section of our own file and ignores the rest
             self.media_child = MediaChildService(
                 reactor, self.settings.path, control=media["control"] or "127.0.0.1:0",
@@ -265,6 +265,7 @@ def tune_gc() -> None:
 
 def makeService(options, reactor=None):
     if reactor is None:
+        # the reactor twistd installed: importing it at module level would install the default
         from twisted.internet import reactor
     settings = options["settings"] if "settings" in options else mss_config.load(options.get("config"))
     log.info("mss starting with {path}", path=settings.path)

@@ -47,6 +47,7 @@ from typing import Callable, Iterable, Sequence, TextIO
 
 from mss import config as mss_config
 from mss.store.interface import StoreError
+from mss.store.sqlite import SQLiteStore
 
 __all__ = ["COMMAND_MODULES", "CommandError", "Context", "main", "build_parser", "format_table",
            "on_off", "read_password", "read_secret"]
@@ -110,7 +111,6 @@ class Context:
     @property
     def store(self):
         if self._store is None:
-            from mss.store.sqlite import SQLiteStore
             config = self.config
             try:
                 self._store = SQLiteStore(config["store"]["path"])

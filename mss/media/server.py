@@ -34,6 +34,7 @@ from twisted.internet.interfaces import IReadDescriptor
 from mss.media import ng
 from mss.media.ports import PortAllocator
 from mss.media.relay import Gateway, ISocketFactory
+from mss.media.supervision import Reporter
 
 RECV_SIZE = 4096
 MAX_ROUNDS = 16
@@ -242,7 +243,6 @@ class MediaGatewayService(service.Service):
     def __init__(self, reactor, *, control: str, rtp_ports: tuple[int, int],
                  public_address: str, bind: str = "0.0.0.0", media_timeout: float = 60.0,
                  reporter=None):
-        from mss.media.supervision import Reporter
         self.reactor = reactor
         self.reporter = reporter if reporter is not None else Reporter()
         self.control = split_address(control)

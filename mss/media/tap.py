@@ -18,6 +18,10 @@ from twisted.python import usage
 
 from mss.config import ConfigError
 from mss.media import config as mediaconfig
+from mss.media.ports import parse_range
+from mss.media.server import MediaGatewayService
+from mss.media.supervision import REPORT_FD, ParentLink, Reporter, set_parent_death_signal
+from mss.media.workers import FrontService
 
 DEFAULT_CONTROL = "127.0.0.1:22222"     # a stand-alone gateway's control port by default
 
@@ -43,10 +47,8 @@ class Options(usage.Options):
 
 
 def makeService(options):
+    # the reactor twistd installed: importing it at module level would install the default
     from twisted.internet import reactor
-    from mss.media.ports import parse_range
-    from mss.media.server import MediaGatewayService
-    from mss.media.supervision import REPORT_FD, ParentLink, Reporter, set_parent_death_signal
 
     media = options.settings["media"]
     workers = media["workers"] or os.cpu_count() or 1
@@ -66,7 +68,6 @@ def makeService(options):
             public_address=media["public_address"], bind=media["bind"],
             media_timeout=media["media_timeout"], reporter=reporter).setServiceParent(top)
         return top
-    from mss.media.workers import FrontService
     FrontService(reactor, config_path=os.path.abspath(options["config"]), control=control,
                  rtp_ports=parse_range(media["rtp_ports"]), workers=workers, bind=media["bind"],
                  reporter=reporter).setServiceParent(top)

@@ -28,6 +28,7 @@ import zlib
 
 from twisted.application import service
 from twisted.internet import defer
+from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 
 from mss.media import ng
@@ -36,6 +37,7 @@ from mss.media.client import NgClient
 from mss.media.ng import MediaError, MediaTimeout
 from mss.media.ports import PortAllocator
 from mss.media.server import ControlProtocol, split_address
+from mss.media.supervision import Reporter
 
 BRIDGE_PREFIX = "bridge/"
 
@@ -210,7 +212,6 @@ class FrontService(service.MultiService):
     def __init__(self, reactor, *, config_path: str, control: str, rtp_ports: tuple[int, int],
                  workers: int, bind: str = "127.0.0.1", python: str | None = None,
                  reporter=None):
-        from mss.media.supervision import Reporter
         super().__init__()
         self.reactor = reactor
         self.control = split_address(control)
@@ -264,7 +265,6 @@ class FrontService(service.MultiService):
             self.reporter.ready(f"{self.control[0]}:{self.port.getHost().port}")
 
     def startService(self):
-        from twisted.internet.error import CannotListenError
         host, port = self.control
         try:
             self.port = self.reactor.listenUDP(port, self.protocol, interface=host)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import socket
 
 from twisted.application import service
+from twisted.internet import defer
 from twisted.logger import Logger
 
 from mss.sip.address import Address
@@ -93,7 +94,6 @@ class SipShell(service.Service):
         if self.tcp_port is not None:
             waits.append(self.tcp_port.stopListening())
             self.tcp_factory.close_all()
-        from twisted.internet import defer
         return defer.gatherResults([w for w in waits if w is not None])
 
     @property
