@@ -12,7 +12,7 @@ Run: ``PYTHONPATH=. python bench/parse.py [count]``.
 import sys
 import time
 
-from mss.sip.message import parse
+from mss.sip.parser import parse
 
 SDP = (b"v=0\r\n"
        b"o=alice 2890844526 2890844526 IN IP4 192.0.2.10\r\n"

@@ -14,7 +14,7 @@ from mss import tap
 from mss.registrar.registrar import MULTI_DEVICE
 from mss.sip import digest
 from mss.sip.address import Address
-from mss.sip.message import parse
+from mss.sip.parser import parse
 
 
 class OptionsTests(SynchronousTestCase):

@@ -44,8 +44,8 @@ from mss.call.services import diversion_header
 from mss.services.api import CONTINUE_DECISION, is_anonymous
 from mss.sip import digest
 from mss.sip.dialog import Dialog
-from mss.sip.headers import canonical
-from mss.sip.message import Headers, Request, Response, make_response
+from mss.sip.headers import Headers, canonical
+from mss.sip.message import Request, Response, make_response
 from mss.sip.uri import parse_uri
 
 COMPLETED_ELSEWHERE = 'SIP;cause=200;text="Call completed elsewhere"'

@@ -28,7 +28,9 @@ from mss.sip import transaction as T
 from mss.sip.address import Address
 from mss.sip.errors import SIPParseError
 from mss.sip.headers import Via, canonical, split_values
-from mss.sip.message import Message, Request, Response, check_request, make_response, parse
+from mss.sip.checks import check_request
+from mss.sip.message import Message, Request, Response, make_response
+from mss.sip.parser import parse
 from mss.sip.timers import TimerHeap
 
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, PRACK, UPDATE, INFO, REGISTER"

@@ -14,8 +14,8 @@ import re
 import attrs
 
 from mss.sip.address import Address
-from mss.sip.headers import parse_name_addr
-from mss.sip.message import Headers, Request, Response
+from mss.sip.headers import Headers, parse_name_addr
+from mss.sip.message import Request, Response
 from mss.sip.uri import URI
 
 

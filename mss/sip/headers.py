@@ -5,7 +5,10 @@
 - ``split_values``: splits a multi-value header at commas outside quotes and ``<...>``.
 - ``NameAddr`` (From, To, Contact, Route, Record-Route, ...), ``Via`` (with received/rport
   per RFC 3581, maddr, ttl, branch) and ``CSeq`` parsed into frozen attrs values.
-Values keep their original text in ``raw`` so that untouched headers serialize unchanged.
+  Values keep their original text in ``raw`` so that untouched headers serialize unchanged.
+- ``Headers``: a message's header lines in order, with an index by canonical name; the
+  received header block is kept until a line changes, so that untouched messages serialize
+  byte for byte.
 
 Speed: the common shapes of Via, name-addr and CSeq are recognised by one anchored regular
 expression each; anything else (LWS around separators, quoted parameters, escapes) takes the
@@ -486,3 +489,136 @@ def parse_int(value: str, name: str, limit: int = 2 ** 32 - 1) -> int:
 def parse_token_list(value: str) -> list[str]:
     """Comma-separated option tags / methods (Supported, Require, Allow)."""
     return [v.strip() for v in value.split(",") if v.strip()]
+
+
+# -- the header container --------------------------------------------------------------------
+
+def _line(name: str, value: str) -> tuple[str, str]:
+    """A header line we write: a token name (all-lower-case names spelled canonically, "via"
+    -> "Via"), a value on one line (CR/LF from a service or a copied value become SP, so
+    nothing can be injected into the message)."""
+    if not _TOKEN.fullmatch(name):
+        raise ValueError(f"bad header name {name!r}")
+    if name.islower():
+        name = pretty(name)
+    if "\r" in value or "\n" in value:
+        value = " ".join(value.splitlines())
+    return name, value
+
+
+class Headers:
+    """Ordered header lines ``(name, value)`` with a lookup index by canonical name.
+
+    Change lines only through the methods (add, insert_before, set, remove, ...): they keep
+    the index right and drop the received header block, so that ``to_bytes`` writes the
+    change. Lines are tuples, replaced rather than changed in place: tuples of strings are
+    not tracked by the garbage collector, which matters for the thousands of messages that
+    transactions keep for 32 s."""
+
+    __slots__ = ("_items", "_index", "_raw")
+
+    def __init__(self, items=None):
+        self._items: list[tuple[str, str]] = items if items is not None else []
+        self._index: dict[str, list[int]] | None = None
+        # The header lines exactly as received (bytes, CRLF-separated, folding kept), for a
+        # lossless to_bytes(); any change through the methods below drops it.
+        self._raw: bytes | None = None
+
+    def _idx(self) -> dict[str, list[int]]:
+        index = self._index
+        if index is None:
+            index = {}
+            for i, item in enumerate(self._items):
+                index.setdefault(canonical(item[0]), []).append(i)
+            self._index = index
+        return index
+
+    def __iter__(self):
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __contains__(self, name: str) -> bool:
+        return canonical(name) in self._idx()
+
+    def get(self, name: str, default=None):
+        """The first line's value (the whole line, commas and all)."""
+        index = self._index if self._index is not None else self._idx()
+        found = index.get(_CANONICAL.get(name) or canonical(name))
+        return self._items[found[0]][1] if found else default
+
+    def get_lines(self, name: str) -> list[str]:
+        found = self._idx().get(canonical(name))
+        return [self._items[i][1] for i in found] if found else []
+
+    def get_all(self, name: str) -> list[str]:
+        """Every value, comma-separated lists split (for list-valued headers)."""
+        key = canonical(name)
+        found = self._idx().get(key)
+        if not found:
+            return []
+        if key not in MULTI:
+            return [self._items[i][1] for i in found]
+        out = []
+        for i in found:
+            out.extend(v for v in split_values(self._items[i][1]) if v)
+        return out
+
+    def count(self, name: str) -> int:
+        return len(self._idx().get(canonical(name), ()))
+
+    def add(self, name: str, value: str, first: bool = False) -> None:
+        """Append a line (or put it on top); an all-lower-case name is spelled canonically
+        (``"via"`` -> ``Via``), as in ``set``."""
+        name, value = _line(name, value)
+        if first:
+            self._items.insert(0, (name, value))
+            self._index = None
+        else:
+            index = self._index
+            if index is not None:         # appending keeps every position: extend the index
+                index.setdefault(canonical(name), []).append(len(self._items))
+            self._items.append((name, value))
+        self._raw = None
+
+    def insert_before(self, name: str, value: str) -> None:
+        """Insert above the first line of the same header (Via, Route), else on top."""
+        found = self._idx().get(canonical(name))
+        name, value = _line(name, value)
+        self._items.insert(found[0] if found else 0, (name, value))
+        self._index = None
+        self._raw = None
+
+    def set(self, name: str, value: str) -> None:
+        """Replace every line of that header by one line, where the first one stood."""
+        key = canonical(name)
+        found = self._idx().get(key)
+        name, value = _line(name, value)
+        if not found:
+            self._index.setdefault(key, []).append(len(self._items))
+            self._items.append((name, value))
+        elif len(found) == 1:
+            self._items[found[0]] = (self._items[found[0]][0], value)   # the index stays right
+        else:
+            self._items[found[0]] = (self._items[found[0]][0], value)
+            for i in reversed(found[1:]):
+                del self._items[i]
+            self._index = None
+        self._raw = None
+
+    def remove(self, name: str) -> None:
+        key = canonical(name)
+        self._items = [item for item in self._items if canonical(item[0]) != key]
+        self._index = None
+        self._raw = None
+
+    def remove_first(self, name: str) -> None:
+        found = self._idx().get(canonical(name))
+        if found:
+            del self._items[found[0]]
+            self._index = None
+            self._raw = None
+
+    def copy(self) -> "Headers":
+        return Headers([(item[0], item[1]) for item in self._items])

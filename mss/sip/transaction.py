@@ -55,8 +55,9 @@ import attrs
 from twisted.logger import Logger
 
 from mss.sip.address import Address
+from mss.sip.headers import Headers
+from mss.sip.message import Message, Request, Response, make_response
 from mss.sip.timers import TimerHeap
-from mss.sip.message import Headers, Message, Request, Response, make_response
 
 MAGIC = "z9hG4bK"
 

@@ -14,7 +14,7 @@ from twisted.logger import Logger
 
 from mss.sip.address import Address
 from mss.sip.errors import SIPParseError
-from mss.sip.message import Incomplete, parse
+from mss.sip.parser import Incomplete, parse
 
 
 class SipStreamProtocol(Protocol):

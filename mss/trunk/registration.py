@@ -20,7 +20,8 @@ from zope.interface import implementer
 
 from mss.sip import digest
 from mss.sip.core import SUPPORTED, ITransactionUser
-from mss.sip.message import Headers, Request
+from mss.sip.headers import Headers
+from mss.sip.message import Request
 from mss.sip.uri import parse_uri
 
 BACKOFF_START = 5.0

@@ -15,7 +15,7 @@ from twisted.internet.testing import MemoryReactorClock
 from mss import config as mss_config
 from mss.sip import digest
 from mss.sip.address import Address
-from mss.sip.message import parse
+from mss.sip.parser import parse
 
 SDP = (b"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
        b"m=audio 40000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n")

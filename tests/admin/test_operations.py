@@ -12,7 +12,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from mss.admin.operations import Operations, OperationError, TraceSelection, control_socket_path
 from mss.admin.service import OperationsService
-from mss.sip.message import parse
+from mss.sip.parser import parse
 from tests.admin.phones import LiveSwitch, Phone, live_call, provision
 
 

@@ -21,7 +21,8 @@ from mss.registrar.directory import Directory
 from mss.sip.address import Address
 from mss.sip.core import SipCore
 from mss.sip.dialog import Dialog
-from mss.sip.message import Request, Response, make_response, parse
+from mss.sip.message import Request, Response, make_response
+from mss.sip.parser import parse
 from mss.store.interface import Binding
 from mss.store.sqlite import SQLiteStore
 

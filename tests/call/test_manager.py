@@ -193,7 +193,7 @@ class StrayTests(ManagerTestCase):
 
 def _other_invite():
     """An INVITE mss never sent (for a stray response)."""
-    from mss.sip.message import parse
+    from mss.sip.parser import parse
     data = (b"INVITE sip:1002@127.0.0.1:5062 SIP/2.0\r\n"
             b"Via: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK-nothere\r\n"
             b"From: <sip:1001@mss.test>;tag=zz\r\nTo: <sip:1002@mss.test>\r\n"

@@ -12,7 +12,8 @@ from mss.call.services import ServiceHooks, diversion_header
 from mss.registrar.auth import AuthOutcome
 from mss.services.api import CONTINUE_DECISION, Decision
 from mss.services.engine import ServiceEngine
-from mss.sip.message import make_response, parse
+from mss.sip.message import make_response
+from mss.sip.parser import parse
 from tests.call.fakes import REALM, FakeAuth, Switch, sdp
 from tests.trunk.test_calls import TrunkCallTestCase
 

@@ -612,7 +612,7 @@ class GatewayDownTests(MediaTestCase):
     def test_reported_and_calls_refused(self):
         import secrets
         from twisted.web.client import Agent, readBody
-        from mss.sip.message import parse
+        from mss.sip.parser import parse
         from tests.e2e.harness import udp_client
         port = self.busy.getsockname()[1]
         cause = f"media gateway down: cannot listen on control 127.0.0.1:{port}: "

@@ -21,7 +21,7 @@ from twisted.internet import defer, reactor, task
 from twisted.trial import unittest
 from twisted.web.client import Agent, readBody
 
-from mss.sip.message import parse
+from mss.sip.parser import parse
 from mss.store.sqlite import SQLiteStore
 from tests.admin.test_manhole import SSH, _SSH, write_key
 from tests.e2e.harness import SIPP, Switch, free_port, sipp, udp_client, until

@@ -18,7 +18,7 @@ from twisted.internet import defer
 from twisted.trial import unittest
 
 from mss.sip import digest
-from mss.sip.message import parse
+from mss.sip.parser import parse
 from mss.store.interface import Binding
 from mss.store.sqlite import SQLiteStore
 from tests.e2e.harness import SIPP, Switch, free_port, sipp, udp_client, until

@@ -18,7 +18,7 @@ from twisted.internet import defer
 from twisted.trial import unittest
 
 from mss.sip import digest
-from mss.sip.message import parse
+from mss.sip.parser import parse
 from tests.e2e.harness import SIPP, SIPP_DIR, Switch, free_port, sipp, udp_client, until
 
 TIMEOUT = 60

@@ -21,7 +21,7 @@ from mss.registrar.registrar import MULTI_DEVICE, Registrar
 from mss.sip import digest
 from mss.sip.address import Address
 from mss.sip.core import SipCore
-from mss.sip.message import parse
+from mss.sip.parser import parse
 from mss.store.interface import StoreError
 from mss.store.sqlite import SQLiteStore
 

@@ -9,7 +9,8 @@ from twisted.trial.unittest import SynchronousTestCase
 from mss.sip.address import Address
 from mss.sip.core import ALLOW, OptionsResponder, SipCore
 from mss.sip.transaction import response_address
-from mss.sip.message import make_response, parse
+from mss.sip.message import make_response
+from mss.sip.parser import parse
 
 PEER = Address("udp", "192.0.2.10", 5062)
 

@@ -7,7 +7,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from mss.sip.address import Address
 from mss.sip.dialog import Dialog
-from mss.sip.message import parse
+from mss.sip.parser import parse
 
 FLOW = Address("udp", "192.0.2.9", 5070)
 

@@ -23,8 +23,9 @@ import attrs
 from twisted.trial.unittest import SynchronousTestCase
 
 from mss.sip.errors import SIPParseError
-from mss.sip.message import (Incomplete, Request, Response, check_request, make_response,
-                             parse)
+from mss.sip.checks import check_request
+from mss.sip.message import Request, Response, make_response
+from mss.sip.parser import Incomplete, parse
 
 DATA = os.path.join(os.path.dirname(os.path.dirname(__file__)), "data", "torture")
 

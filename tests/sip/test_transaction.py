@@ -7,7 +7,8 @@ from __future__ import annotations
 from twisted.trial.unittest import SynchronousTestCase
 
 from mss.sip.address import Address
-from mss.sip.message import make_response, parse_datagram
+from mss.sip.message import make_response
+from mss.sip.parser import parse_datagram
 from mss.sip.transaction import (
     ACCEPTED, CALLING, COMPLETED, CONFIRMED, PROCEEDING, TERMINATED, TRYING, AckTimeout,
     CancelReceived, PrackTimeout, RequestReceived, ResponseReceived, TransactionLayer,

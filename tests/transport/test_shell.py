@@ -12,7 +12,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from mss.sip.address import Address
 from mss.sip.core import OptionsResponder, SipCore
-from mss.sip.message import parse
+from mss.sip.parser import parse
 from mss.transport.shell import SipShell, route_source_address
 from mss.transport.udp import SipDatagramProtocol
 

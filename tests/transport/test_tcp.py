@@ -11,7 +11,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from mss.sip.address import Address
 from mss.sip.core import OptionsResponder, SipCore
-from mss.sip.message import parse
+from mss.sip.parser import parse
 from mss.transport.shell import SipShell
 from mss.transport.tcp import SipStreamFactory
 

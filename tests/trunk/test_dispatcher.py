@@ -8,7 +8,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from mss.sip.address import Address
 from mss.sip.core import SipCore
-from mss.sip.message import parse
+from mss.sip.parser import parse
 from mss.store.sqlite import SQLiteStore
 from mss.trunk.dispatcher import TrunkDispatcher
 from mss.store.records import Trunk

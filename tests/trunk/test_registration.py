@@ -16,7 +16,8 @@ from twisted.trial.unittest import SynchronousTestCase
 from mss.sip import digest
 from mss.sip.address import Address
 from mss.sip.core import SipCore
-from mss.sip.message import make_response, parse
+from mss.sip.message import make_response
+from mss.sip.parser import parse
 from mss.store.sqlite import SQLiteStore
 from mss.store.records import Trunk
 from mss.trunk.registration import BACKOFF_CAP, BACKOFF_START, REJECTED_RETRY, TrunkRegistration

@@ -160,7 +160,7 @@ class DispatcherTests(SynchronousTestCase):
                                    password="pw", proxy="carrier.example:5060"))
 
     def sent(self):
-        from mss.sip.message import parse
+        from mss.sip.parser import parse
         return [(parse(data)[0].method, dest) for data, dest in self.core.datagrams_to_send()]
 
     def advance(self, seconds):
