@@ -8,6 +8,10 @@
   inside functions.
 - No import cycle among ``mss`` modules, counting imports inside functions: an import moved
   into a function still ties the two modules together.
+- The store (``mss.store``) is below the SIP, registrar, call and trunk layers: what it loads,
+  directly or through other modules and the packages they live in, stays inside ``mss.store``
+  except the Digest hashing module (``mss.sip.digest.hashing``, standard library only), with
+  which it computes HA1.
 """
 from __future__ import annotations
 
@@ -21,6 +25,9 @@ SANS_IO = ("mss.sip", "mss.registrar", "mss.call", "mss.trunk", "mss.services")
 FORBIDDEN = ("socket", "select", "asyncio", "twisted.internet", "twisted.names",
              "twisted.application")
 ALLOWED = ("twisted.internet.defer",)
+STORE = "mss.store"
+# What the store may load outside itself: HA1 hashing and the packages around it.
+STORE_MAY_LOAD = ("mss", "mss.sip", "mss.sip.digest", "mss.sip.digest.hashing")
 
 
 def _within(name: str, prefixes) -> bool:
@@ -120,6 +127,23 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
+def loaded(graph: dict[str, set[str]], start: str) -> set[str]:
+    """Every module importing ``start`` loads: its imports, transitively, and the packages
+    around each (importing ``a.b.c`` runs ``a`` and ``a.b`` first)."""
+    seen: set[str] = set()
+    todo = [start]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        todo.extend(graph.get(name, ()))
+        parent = name.rpartition(".")[0]
+        if parent:
+            todo.append(parent)
+    return seen
+
+
 def mss_sources() -> dict[str, tuple[str, bool]]:
     out = {}
     for path in sorted(ROOT.rglob("*.py")):
@@ -172,6 +196,12 @@ class CheckerTests(SynchronousTestCase):
         graph = {"top": {"middle", "bottom"}, "middle": {"bottom"}, "bottom": set()}
         self.assertEqual(cycles(graph), [])
 
+    def test_loaded_follows_imports_and_parent_packages(self):
+        graph = {"mss.a.b": {"mss.c.d"}, "mss.c.d": set(), "mss.c": {"mss.e"}, "mss.e": set(),
+                 "mss.a": set(), "mss": set(), "mss.f": set()}
+        self.assertEqual(loaded(graph, "mss.a.b"),
+                         {"mss.a.b", "mss.a", "mss", "mss.c.d", "mss.c", "mss.e"})
+
     def test_two_separate_cycles(self):
         graph = {"a": {"b"}, "b": {"a"}, "c": {"d"}, "d": {"e"}, "e": {"c"}, "f": {"a"}}
         self.assertEqual(sorted(cycles(graph)), [["a", "b"], ["c", "d", "e"]])
@@ -190,3 +220,12 @@ class LayerTests(SynchronousTestCase):
 
     def test_no_import_cycles(self):
         self.assertEqual(cycles(import_graph(mss_sources())), [])
+
+    def test_store_loads_nothing_from_the_layers_above(self):
+        graph = import_graph(mss_sources())
+        bad = []
+        for name in sorted(graph):
+            if _within(name, (STORE,)):
+                bad.extend(f"{name} loads {other}" for other in sorted(loaded(graph, name))
+                           if not _within(other, (STORE,)) and other not in STORE_MAY_LOAD)
+        self.assertEqual(bad, [])

@@ -12,7 +12,8 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from mss import tap
 from mss.registrar.registrar import MULTI_DEVICE
-from mss.sip import digest
+from mss.sip.digest.client import authorization
+from mss.sip.digest.headers import parse_challenge
 from mss.sip.address import Address
 from mss.sip.parser import parse
 
@@ -105,9 +106,9 @@ def register(switch, number, password, host, port=5062, expires=600):
     first = send(1)
     if first is None or first.status != 401:
         return first
-    challenge = digest.parse_challenge(first.headers.get_lines("www-authenticate")[0])
-    return send(2, digest.authorization(challenge, number, password, "REGISTER",
-                                        "sip:mss.test", "cn"))
+    challenge = parse_challenge(first.headers.get_lines("www-authenticate")[0])
+    return send(2, authorization(challenge, number, password, "REGISTER",
+                                 "sip:mss.test", "cn"))
 
 
 class SwitchTests(SynchronousTestCase):

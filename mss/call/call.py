@@ -42,7 +42,7 @@ from mss.call.cdr import disposition_of
 from mss.call.media import GatewayMedia
 from mss.call.services import diversion_header
 from mss.services.api import CONTINUE_DECISION, is_anonymous
-from mss.sip import digest
+from mss.sip.digest import client as digest
 from mss.sip.dialog import Dialog
 from mss.sip.headers import Headers, canonical
 from mss.sip.message import Request, Response, make_response

@@ -24,7 +24,10 @@ import os
 import attrs
 from twisted.logger import Logger
 
-from mss.sip import digest
+from mss.sip.digest.hashing import DigestError, canonical_algorithm, ha1
+from mss.sip.digest.headers import parse_credentials
+from mss.sip.digest.nonces import NonceCounter, NonceFactory
+from mss.sip.digest.server import challenge, verify
 from mss.sip.errors import SIPParseError
 from mss.sip.uri import parse_uri
 
@@ -71,15 +74,15 @@ class Authenticator:
         self.directory = directory          # number -> Extension | None (cached store view)
         self.bans = bans
         self.realm = realm
-        self.nonces = digest.NonceFactory(secret)
-        self.counter = digest.NonceCounter(lifetime=nonce_lifetime * 2)
+        self.nonces = NonceFactory(secret)
+        self.counter = NonceCounter(lifetime=nonce_lifetime * 2)
         self.lifetime = nonce_lifetime
         self.algorithms = _ordered(algorithms) or ("MD5",)
         self.on_ban = on_ban
-        self._dummy = {alg: digest.ha1(alg, "dummy", realm, os.urandom(8).hex())
+        self._dummy = {alg: ha1(alg, "dummy", realm, os.urandom(8).hex())
                        for alg in ("MD5", "SHA-256")}
         self.failures = 0
-        # digest.challenge() text around the nonce, per (algorithms, stale): built once
+        # challenge() text around the nonce, per (algorithms, stale): built once
         self._challenge_parts: dict[tuple, tuple] = {}
 
     def challenge_headers(self, header: str, now: float, stale: bool = False,
@@ -88,7 +91,7 @@ class Authenticator:
         parts = self._challenge_parts.get((algorithms, stale))
         if parts is None:
             parts = self._challenge_parts[algorithms, stale] = tuple(
-                digest.challenge(self.realm, _NONCE_MARK, alg, stale=stale).split(_NONCE_MARK)
+                challenge(self.realm, _NONCE_MARK, alg, stale=stale).split(_NONCE_MARK)
                 for alg in _ordered(algorithms))
         nonce = self.nonces.make(now)       # base64url: quoting leaves it as it is
         return tuple((header, f"{prefix}{nonce}{suffix}") for prefix, suffix in parts)
@@ -118,8 +121,8 @@ class Authenticator:
         parsed = 0
         for value in values:
             try:
-                c = digest.parse_credentials(value)
-            except digest.DigestError:
+                c = parse_credentials(value)
+            except DigestError:
                 continue
             parsed += 1
             if c.realm == self.realm:
@@ -131,7 +134,7 @@ class Authenticator:
             # none, or only for other realms (a phone reusing another server's credentials)
             return AuthOutcome("challenge", headers=self.challenge_headers(
                 challenge_header, now, algorithms=self.algorithms_for(expected_user)))
-        algorithm = digest.canonical_algorithm(creds.algorithm)
+        algorithm = canonical_algorithm(creds.algorithm)
         number = self.username_to_number(creds.username)
         ext = self.directory(number)
         if ext is not None and not ext.enabled:
@@ -145,7 +148,7 @@ class Authenticator:
         if state == "invalid":
             return self._fail(source_host, now, "invalid nonce")
         ha1_value = ext.ha1_for(algorithm, creds.username, self.realm) if ext is not None else None
-        good = digest.verify(creds, ha1_value or self._dummy[algorithm], request.method)
+        good = verify(creds, ha1_value or self._dummy[algorithm], request.method)
         if not good or ha1_value is None:
             return self._fail(source_host, now, "wrong credentials")
         if expected_user is not None and number != expected_user:

@@ -24,7 +24,7 @@ from typing import Any, Iterable, Iterator, Sequence
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from mss.sip.digest import ha1 as digest_ha1
+from mss.sip.digest.hashing import ha1 as digest_ha1
 from mss.store.interface import (
     DIGEST_ALGORITHMS, DIGEST_MODES, Ban, Binding, Extension, ExtensionExists, IStore,
     NoSuchExtension, StoreError, validate_key, validate_name, validate_number, validate_permission)

@@ -18,7 +18,7 @@ import os
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from mss.sip import digest
+from mss.sip.digest import client as digest
 from mss.sip.core import SUPPORTED, ITransactionUser
 from mss.sip.headers import Headers
 from mss.sip.message import Request

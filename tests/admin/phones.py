@@ -13,7 +13,8 @@ import secrets
 from twisted.internet.testing import MemoryReactorClock
 
 from mss import config as mss_config
-from mss.sip import digest
+from mss.sip.digest.client import authorization
+from mss.sip.digest.headers import parse_challenge
 from mss.sip.address import Address
 from mss.sip.parser import parse
 
@@ -109,10 +110,10 @@ class Phone:
         extra = f"Expires: {expires}\n"
         self.cseq += 1
         self._send(*self._request("REGISTER", uri, call_id, self.cseq, tag, extra=extra))
-        challenge = digest.parse_challenge(
+        challenge = parse_challenge(
             self._only(401).headers.get_lines("www-authenticate")[0])
-        auth = digest.authorization(challenge, self.number, self.password, "REGISTER", uri,
-                                    secrets.token_hex(4))
+        auth = authorization(challenge, self.number, self.password, "REGISTER", uri,
+                             secrets.token_hex(4))
         self.cseq += 1
         self._send(*self._request("REGISTER", uri, call_id, self.cseq, tag,
                                   extra=extra + f"Authorization: {auth}\n"))
@@ -128,9 +129,9 @@ class Phone:
         r407 = self._only(407)
         self._send(*self._request("ACK", uri, call_id, 1, tag, to_tag=r407.to.tag,
                                   to_user=callee, branch=branch))
-        challenge = digest.parse_challenge(r407.headers.get_lines("proxy-authenticate")[0])
-        auth = digest.authorization(challenge, self.number, self.password, "INVITE", uri,
-                                    secrets.token_hex(4))
+        challenge = parse_challenge(r407.headers.get_lines("proxy-authenticate")[0])
+        auth = authorization(challenge, self.number, self.password, "INVITE", uri,
+                             secrets.token_hex(4))
         self._send(*self._request("INVITE", uri, call_id, 2, tag, body=SDP, to_user=callee,
                                   extra=f"Proxy-Authorization: {auth}\n"))
         self.call_id, self._tag, self._callee = call_id, tag, callee

@@ -8,7 +8,7 @@ import os
 from twisted.trial.unittest import SynchronousTestCase
 
 from mss.admin import cli
-from mss.sip import digest
+from mss.sip.digest.hashing import ha1
 from mss.store.interface import Ban, Binding
 from mss.store.sqlite import SQLiteStore
 
@@ -62,7 +62,7 @@ class ExtensionCommandTests(CLITestCase):
         ext = self.open_store().get_extension("1001")
         self.assertEqual(ext.realm, "pbx.example")          # realm defaults to sip.domain
         self.assertEqual(ext.ha1_for("SHA-256", "1001@pbx.example", "pbx.example"),
-                         digest.ha1("SHA-256", "1001@pbx.example", "pbx.example", "pw1-alice"))
+                         ha1("SHA-256", "1001@pbx.example", "pbx.example", "pw1-alice"))
 
     def test_store_created_relative_to_config(self):
         self.assertFalse(os.path.exists(self.db))
@@ -75,7 +75,7 @@ class ExtensionCommandTests(CLITestCase):
         ext = self.open_store().get_extension("+4930")
         self.assertEqual(ext.permissions, frozenset({"break_in", "forward"}))
         self.assertEqual(ext.call_level, 5)
-        self.assertEqual(ext.ha1[("MD5", "+4930")], digest.ha1("MD5", "+4930", "pbx.example", "fromstdin"))
+        self.assertEqual(ext.ha1[("MD5", "+4930")], ha1("MD5", "+4930", "pbx.example", "fromstdin"))
 
     def test_add_errors(self):
         self.ok("extension", "add", "1001", "--password", "pw-12345")
@@ -106,10 +106,10 @@ class ExtensionCommandTests(CLITestCase):
         self.ok("extension", "add", "1001", "--password", "old-pass")
         self.ok("extension", "set-password", "1001", "new-pass")
         ext = self.open_store().get_extension("1001")
-        self.assertEqual(ext.ha1[("MD5", "1001")], digest.ha1("MD5", "1001", "pbx.example", "new-pass"))
+        self.assertEqual(ext.ha1[("MD5", "1001")], ha1("MD5", "1001", "pbx.example", "new-pass"))
         self.ok("extension", "set-password", "1001", "-", stdin="third-pass\n")
         self.assertEqual(self.open_store().get_extension("1001").ha1[("MD5", "1001")],
-                         digest.ha1("MD5", "1001", "pbx.example", "third-pass"))
+                         ha1("MD5", "1001", "pbx.example", "third-pass"))
         self.fails(1, "extension", "set-password", "1009", "x-longer-one")
 
     def test_short_passwords_refused(self):
@@ -158,7 +158,7 @@ class ExtensionCommandTests(CLITestCase):
         self.assertEqual(run("extension", "add", "1001", "--password", "-"), (0, ""))
         self.assertEqual(prompts, ["password: ", "password again: "])
         self.assertEqual(self.open_store().get_extension("1001").ha1[("MD5", "1001")],
-                         digest.ha1("MD5", "1001", "pbx.example", "typed-secret"))
+                         ha1("MD5", "1001", "pbx.example", "typed-secret"))
         answers[:] = ["other-secret", "other-secreT"]
         self.assertEqual(run("extension", "set-password", "1001", "-"),
                          (1, "mssctl: error: the two passwords differ\n"))

@@ -17,7 +17,8 @@ import time
 from twisted.internet import defer
 from twisted.trial import unittest
 
-from mss.sip import digest
+from mss.sip.digest.client import authorization
+from mss.sip.digest.headers import parse_challenge
 from mss.sip.parser import parse
 from mss.store.interface import Binding
 from mss.store.sqlite import SQLiteStore
@@ -74,9 +75,9 @@ class Phone:
         first = parse((yield self.client.next()))[0]
         if first.status != 401:
             return first
-        challenge = digest.parse_challenge(first.headers.get_lines("www-authenticate")[0])
-        auth = digest.authorization(challenge, self.number, self.password, "REGISTER",
-                                    f"sip:127.0.0.1:{self.switch.port}", secrets.token_hex(4))
+        challenge = parse_challenge(first.headers.get_lines("www-authenticate")[0])
+        auth = authorization(challenge, self.number, self.password, "REGISTER",
+                             f"sip:127.0.0.1:{self.switch.port}", secrets.token_hex(4))
         self.client.transport.write(self._register(contact, expires, auth), self.dest)
         final = parse((yield self.client.next()))[0]
         return final
@@ -200,7 +201,7 @@ class AuthenticationTests(RegistrarTestCase):
                                      phone.dest)
         first = parse((yield phone.client.next()))[0]
         self.assertEqual(first.status, 401)
-        return [digest.parse_challenge(v).algorithm
+        return [parse_challenge(v).algorithm
                 for v in first.headers.get_lines("www-authenticate")]
 
     @defer.inlineCallbacks

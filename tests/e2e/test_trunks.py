@@ -17,7 +17,10 @@ import time
 from twisted.internet import defer
 from twisted.trial import unittest
 
-from mss.sip import digest
+from mss.sip.digest.client import authorization
+from mss.sip.digest.hashing import ha1
+from mss.sip.digest.headers import parse_challenge, parse_credentials
+from mss.sip.digest.server import verify
 from mss.sip.parser import parse
 from tests.e2e.harness import SIPP, SIPP_DIR, Switch, free_port, sipp, udp_client, until
 
@@ -151,7 +154,7 @@ class RegistrationTests(TrunkTestCase):
                 self.assertTrue(reg.startswith("REGISTER sip:gd.ctcims.cn SIP/2.0"), reg)
                 self.assertIn(f"<sip:{ACCOUNT}@{DOMAIN}>", header(reg, "To"))
                 self.assertIn(f"<sip:{ACCOUNT}@{DOMAIN}>", header(reg, "From"))
-            auth = digest.parse_credentials(header(regs[1], "Authorization"))
+            auth = parse_credentials(header(regs[1], "Authorization"))
             self.assertEqual((auth.username, auth.realm, auth.uri),
                              (username, DOMAIN, "sip:gd.ctcims.cn"))
 
@@ -269,10 +272,10 @@ class RawUA:
                            f"To: <{c.to}>;tag={c.remote_tag}", f"Call-ID: {c.call_id}",
                            f"CSeq: {c.cseq} ACK"])
                 if resp.status == 407 and self.password and auth is None:
-                    challenge = digest.parse_challenge(
+                    challenge = parse_challenge(
                         resp.headers.get_lines("proxy-authenticate")[0])
-                    auth = digest.authorization(challenge, self.user, self.password, "INVITE",
-                                                ruri, secrets.token_hex(4))
+                    auth = authorization(challenge, self.user, self.password, "INVITE",
+                                         ruri, secrets.token_hex(4))
                     continue
                 return c
             c.remote_target = str(resp.contacts[0].uri)
@@ -393,11 +396,11 @@ class OutboundCallTests(CallTestCase):
             self.assertIsNone(header(inv, "Require"))
             self.assertIn("m=audio", inv)
         self.assertIsNone(header(invites[0], "Proxy-Authorization"))
-        creds = digest.parse_credentials(header(invites[1], "Proxy-Authorization"))
+        creds = parse_credentials(header(invites[1], "Proxy-Authorization"))
         self.assertEqual((creds.username, creds.realm, creds.uri),
                          (AUTH_ID, DOMAIN, f"sip:+8675512340000@{DOMAIN}"))
-        self.assertTrue(digest.verify(creds, digest.ha1("MD5", AUTH_ID, DOMAIN, CARRIER_PW),
-                                      "INVITE"))
+        self.assertTrue(verify(creds, ha1("MD5", AUTH_ID, DOMAIN, CARRIER_PW),
+                               "INVITE"))
         self.assertEqual(header(invites[0], "Call-ID"), header(invites[1], "Call-ID"))
         cseq2 = header(invites[1], "CSeq")
         self.assertEqual(cseq2, "2 INVITE")
@@ -423,9 +426,9 @@ class OutboundCallTests(CallTestCase):
         yield self.sipp_ok(carrier, "the carrier")
         byes = requests(log, "BYE")
         self.assertEqual(len(byes), 2)
-        creds = digest.parse_credentials(header(byes[1], "Proxy-Authorization"))
-        self.assertTrue(digest.verify(creds, digest.ha1("MD5", AUTH_ID, DOMAIN, CARRIER_PW),
-                                      "BYE"))
+        creds = parse_credentials(header(byes[1], "Proxy-Authorization"))
+        self.assertTrue(verify(creds, ha1("MD5", AUTH_ID, DOMAIN, CARRIER_PW),
+                               "BYE"))
         self.assertNotIn(" 403 ", "".join(m.splitlines()[0] for m in messages(log)))
 
     @defer.inlineCallbacks

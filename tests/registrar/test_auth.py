@@ -9,7 +9,9 @@ import os
 from twisted.trial.unittest import SynchronousTestCase
 
 from mss.registrar.auth import Authenticator, load_secret
-from mss.sip import digest
+from mss.sip.digest.client import authorization
+from mss.sip.digest.headers import Challenge, parse_challenge
+from mss.sip.digest.server import challenge
 from tests.registrar.test_registrar import REALM, START, Phone, Rig
 
 
@@ -29,7 +31,7 @@ class ChallengeTests(AuthTestCase):
         """As shipped: one challenge, so baresip 1.0 and SIPp 3.6.1 can answer it."""
         response = Phone(self.rig, "1001").send()
         self.assertEqual(response.status, 401)
-        challenges = [digest.parse_challenge(v)
+        challenges = [parse_challenge(v)
                       for v in response.headers.get_lines("www-authenticate")]
         self.assertEqual([c.algorithm for c in challenges], ["MD5"])
         self.assertEqual((challenges[0].realm, challenges[0].qop), (REALM, ("auth",)))
@@ -60,7 +62,7 @@ class BothAlgorithmsTests(AuthTestCase):
     def test_md5_first_then_sha256(self):
         response = Phone(self.rig, "1001").send()
         self.assertEqual(response.status, 401)
-        challenges = [digest.parse_challenge(v)
+        challenges = [parse_challenge(v)
                       for v in response.headers.get_lines("www-authenticate")]
         self.assertEqual([c.algorithm for c in challenges], ["MD5", "SHA-256"])
         for c in challenges:
@@ -70,15 +72,15 @@ class BothAlgorithmsTests(AuthTestCase):
         self.assertEqual(challenges[0].nonce, challenges[1].nonce)
 
     def test_challenge_text_is_digest_challenge(self):
-        """The prebuilt challenge text is what digest.challenge writes, stale or not, with a
+        """The prebuilt challenge text is what challenge writes, stale or not, with a
         realm that needs quoting."""
         auth = Authenticator(lambda number: None, self.rig.bans, realm='odd "realm"',
                              secret=b"s" * 32, algorithms=("SHA-256", "MD5"))
         for stale in (False, True):
             headers = auth.challenge_headers("Proxy-Authenticate", START, stale)
-            nonce = digest.parse_challenge(headers[0][1]).nonce
+            nonce = parse_challenge(headers[0][1]).nonce
             self.assertEqual(headers, tuple(
-                ("Proxy-Authenticate", digest.challenge('odd "realm"', nonce, alg, stale=stale))
+                ("Proxy-Authenticate", challenge('odd "realm"', nonce, alg, stale=stale))
                 for alg in ("MD5", "SHA-256")))
 
     def test_either_accepted(self):
@@ -90,7 +92,7 @@ class BothAlgorithmsTests(AuthTestCase):
         self.rig.store.set_digest("1001", "md5")
         self.rig.directory.invalidate()
         challenges = Phone(self.rig, "1001").send().headers.get_lines("www-authenticate")
-        self.assertEqual([digest.parse_challenge(v).algorithm for v in challenges], ["MD5"])
+        self.assertEqual([parse_challenge(v).algorithm for v in challenges], ["MD5"])
         self.assertEqual(Phone(self.rig, "1001", "right", algorithm="SHA-256").register().status,
                          403)
         self.assertEqual(Phone(self.rig, "1001", "right").register().status, 200)
@@ -107,7 +109,7 @@ class PerExtensionDigestTests(AuthTestCase):
 
     def algorithms(self, number):
         response = Phone(self.rig, number).send()
-        return [digest.parse_challenge(v).algorithm
+        return [parse_challenge(v).algorithm
                 for v in response.headers.get_lines("www-authenticate")]
 
     def test_challenge_follows_the_extension(self):
@@ -166,8 +168,8 @@ class RefusalTests(AuthTestCase):
 
     def test_forged_nonce(self):
         phone = Phone(self.rig, "1001", "right")
-        challenge = digest.Challenge("Digest", REALM, "A" * 43, "MD5", ("auth",))
-        auth = digest.authorization(challenge, "1001", "right", "REGISTER", f"sip:{REALM}", "c1")
+        challenge = Challenge("Digest", REALM, "A" * 43, "MD5", ("auth",))
+        auth = authorization(challenge, "1001", "right", "REGISTER", f"sip:{REALM}", "c1")
         self.assertEqual(phone.send(auth=auth).status, 403)
 
     def test_garbage_credentials(self):
@@ -193,7 +195,7 @@ class NonceTests(AuthTestCase):
         self.rig.advance(301)                       # nonce_lifetime is 300 s
         response = phone.send(auth=phone.authorization(first))
         self.assertEqual(response.status, 401)
-        stale = [digest.parse_challenge(v) for v in response.headers.get_lines("www-authenticate")]
+        stale = [parse_challenge(v) for v in response.headers.get_lines("www-authenticate")]
         self.assertTrue(all(c.stale for c in stale))
         # the fresh nonce works
         self.assertEqual(phone.send(auth=phone.authorization(response)).status, 200)
@@ -210,7 +212,7 @@ class NonceTests(AuthTestCase):
         self.assertEqual(phone.register().status, 200)
         replay = phone.send(auth=phone.last_auth)      # same nonce, same nc, new CSeq
         self.assertEqual(replay.status, 401)
-        self.assertTrue(digest.parse_challenge(replay.headers.get("www-authenticate")).stale)
+        self.assertTrue(parse_challenge(replay.headers.get("www-authenticate")).stale)
         self.assertEqual(self.rig.registrar.counters["registered"], 1)
 
     def test_nonce_reuse_with_higher_nc(self):

@@ -18,7 +18,8 @@ from mss.registrar.auth import Authenticator
 from mss.registrar.bindings import BindingTable
 from mss.registrar.directory import Directory
 from mss.registrar.registrar import MULTI_DEVICE, Registrar
-from mss.sip import digest
+from mss.sip.digest.client import authorization
+from mss.sip.digest.headers import parse_challenge
 from mss.sip.address import Address
 from mss.sip.core import SipCore
 from mss.sip.parser import parse
@@ -114,13 +115,13 @@ class Phone:
         return out[0] if out else None
 
     def authorization(self, challenge_response, username=None, uri=f"sip:{REALM}", nc=1):
-        challenges = [digest.parse_challenge(v)
+        challenges = [parse_challenge(v)
                       for v in challenge_response.headers.get_lines("www-authenticate")]
         chosen = next((c for c in challenges if c.algorithm == self.algorithm), None)
         if chosen is None:      # answer with our algorithm anyway (a downgrade or upgrade try)
             chosen = attrs.evolve(challenges[0], algorithm=self.algorithm)
-        return digest.authorization(chosen, username or self.number, self.password, "REGISTER",
-                                    uri, secrets.token_hex(4), nc=nc)
+        return authorization(chosen, username or self.number, self.password, "REGISTER",
+                             uri, secrets.token_hex(4), nc=nc)
 
     def register(self, contacts=None, expires=None, extra=(), to=None):
         """Unauthenticated REGISTER, then the answer to its 401: the final response."""

@@ -1,13 +1,17 @@
 # -*- test-case-name: tests.sip.test_digest -*-
-"""Tests for mss.sip.digest: RFC 7616/2617 vectors, nonces, replay, parsing, client side."""
+"""Tests for the mss.sip.digest package: RFC 7616/2617 vectors (hashing), nonces and replay
+(nonces), parsing (headers), challenge and verify (server), answering (client)."""
 from __future__ import annotations
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from mss.sip import digest
-from mss.sip.digest import (
-    Challenge, DigestError, DigestParseError, NonceCounter, NonceFactory, authorization,
-    challenge, choose_challenge, parse_challenge, parse_challenges, parse_credentials, verify)
+from mss.sip.digest import hashing
+from mss.sip.digest.client import authorization, choose_challenge
+from mss.sip.digest.hashing import DigestError
+from mss.sip.digest.headers import (Challenge, DigestParseError, parse_challenge, parse_challenges,
+                                    parse_credentials)
+from mss.sip.digest.nonces import NonceCounter, NonceFactory
+from mss.sip.digest.server import challenge, verify
 
 # RFC 7616 §3.9.1
 REALM = "http-auth@example.org"
@@ -30,56 +34,56 @@ def _rfc7616_authorization(algorithm: str, resp: str) -> str:
 
 class HashTests(SynchronousTestCase):
     def test_rfc7616_md5(self):
-        h = digest.ha1("MD5", "Mufasa", REALM, PASSWORD)
+        h = hashing.ha1("MD5", "Mufasa", REALM, PASSWORD)
         self.assertEqual(
-            digest.response("MD5", h, "GET", URI, NONCE, "00000001", CNONCE, "auth"), MD5_RESPONSE)
+            hashing.response("MD5", h, "GET", URI, NONCE, "00000001", CNONCE, "auth"), MD5_RESPONSE)
 
     def test_rfc7616_sha256(self):
-        h = digest.ha1("SHA-256", "Mufasa", REALM, PASSWORD)
+        h = hashing.ha1("SHA-256", "Mufasa", REALM, PASSWORD)
         self.assertEqual(
-            digest.response("SHA-256", h, "GET", URI, NONCE, "00000001", CNONCE, "auth"),
+            hashing.response("SHA-256", h, "GET", URI, NONCE, "00000001", CNONCE, "auth"),
             SHA256_RESPONSE)
 
     def test_rfc2617_example(self):
         """RFC 2617 §3.5: MD5 with qop=auth."""
-        h = digest.ha1("MD5", "Mufasa", "testrealm@host.com", "Circle Of Life")
+        h = hashing.ha1("MD5", "Mufasa", "testrealm@host.com", "Circle Of Life")
         self.assertEqual(
-            digest.response("MD5", h, "GET", "/dir/index.html", "dcd98b7102dd2f0e8b11d0f600bfb0c093",
-                            "00000001", "0a4f113b", "auth"),
+            hashing.response("MD5", h, "GET", "/dir/index.html", "dcd98b7102dd2f0e8b11d0f600bfb0c093",
+                             "00000001", "0a4f113b", "auth"),
             "6629fae49393a05397450978507c4ef1")
 
     def test_no_qop_form(self):
         """RFC 2069 form: H(HA1:nonce:HA2)."""
-        h = digest.ha1("MD5", "u", "r", "p")
-        ha2 = digest._h("MD5", "REGISTER:sip:r")
-        self.assertEqual(digest.response("MD5", h, "REGISTER", "sip:r", "n"),
-                         digest._h("MD5", f"{h}:n:{ha2}"))
+        h = hashing.ha1("MD5", "u", "r", "p")
+        ha2 = hashing._h("MD5", "REGISTER:sip:r")
+        self.assertEqual(hashing.response("MD5", h, "REGISTER", "sip:r", "n"),
+                         hashing._h("MD5", f"{h}:n:{ha2}"))
 
     def test_sess_derived_from_base_ha1(self):
-        h = digest.ha1("MD5-sess", "u", "r", "p")
-        self.assertEqual(h, digest.ha1("MD5", "u", "r", "p"))
-        sess = digest.session_ha1("MD5-sess", h, "n", "c")
+        h = hashing.ha1("MD5-sess", "u", "r", "p")
+        self.assertEqual(h, hashing.ha1("MD5", "u", "r", "p"))
+        sess = hashing.session_ha1("MD5-sess", h, "n", "c")
         self.assertEqual(
-            digest.response("MD5-sess", h, "INVITE", "sip:x", "n", "00000001", "c", "auth"),
-            digest.response("MD5", sess, "INVITE", "sip:x", "n", "00000001", "c", "auth"))
+            hashing.response("MD5-sess", h, "INVITE", "sip:x", "n", "00000001", "c", "auth"),
+            hashing.response("MD5", sess, "INVITE", "sip:x", "n", "00000001", "c", "auth"))
 
     def test_auth_int_uses_body(self):
-        h = digest.ha1("SHA-256", "u", "r", "p")
-        a = digest.response("SHA-256", h, "INVITE", "sip:x", "n", "00000001", "c", "auth-int", b"v=0")
-        b = digest.response("SHA-256", h, "INVITE", "sip:x", "n", "00000001", "c", "auth-int", b"v=1")
+        h = hashing.ha1("SHA-256", "u", "r", "p")
+        a = hashing.response("SHA-256", h, "INVITE", "sip:x", "n", "00000001", "c", "auth-int", b"v=0")
+        b = hashing.response("SHA-256", h, "INVITE", "sip:x", "n", "00000001", "c", "auth-int", b"v=1")
         self.assertNotEqual(a, b)
 
     def test_unsupported(self):
-        self.assertRaises(DigestError, digest.ha1, "SHA-1", "u", "r", "p")
-        h = digest.ha1("MD5", "u", "r", "p")
-        self.assertRaises(DigestError, digest.response, "MD5", h, "GET", "/", "n", "1", "c", "x")
-        self.assertRaises(DigestError, digest.response, "MD5", h, "GET", "/", "n", None, None, "auth")
+        self.assertRaises(DigestError, hashing.ha1, "SHA-1", "u", "r", "p")
+        h = hashing.ha1("MD5", "u", "r", "p")
+        self.assertRaises(DigestError, hashing.response, "MD5", h, "GET", "/", "n", "1", "c", "x")
+        self.assertRaises(DigestError, hashing.response, "MD5", h, "GET", "/", "n", None, None, "auth")
 
     def test_canonical_algorithm(self):
-        self.assertEqual(digest.canonical_algorithm("md5"), "MD5")
-        self.assertEqual(digest.canonical_algorithm("sha-256-SESS"), "SHA-256-sess")
-        self.assertEqual(digest.canonical_algorithm(None), "MD5")
-        self.assertIsNone(digest.canonical_algorithm("SHA-1"))
+        self.assertEqual(hashing.canonical_algorithm("md5"), "MD5")
+        self.assertEqual(hashing.canonical_algorithm("sha-256-SESS"), "SHA-256-sess")
+        self.assertEqual(hashing.canonical_algorithm(None), "MD5")
+        self.assertIsNone(hashing.canonical_algorithm("SHA-1"))
 
 
 class VerifyTests(SynchronousTestCase):
@@ -91,23 +95,23 @@ class VerifyTests(SynchronousTestCase):
             self.assertEqual(creds.nc, "00000001")
             self.assertEqual(creds.nc_value, 1)
             self.assertEqual(creds.opaque, OPAQUE)
-            h = digest.ha1(algorithm, "Mufasa", REALM, PASSWORD)
+            h = hashing.ha1(algorithm, "Mufasa", REALM, PASSWORD)
             self.assertTrue(verify(creds, h, "GET"))
             self.assertFalse(verify(creds, h, "POST"))
-            self.assertFalse(verify(creds, digest.ha1(algorithm, "Mufasa", REALM, "wrong"), "GET"))
+            self.assertFalse(verify(creds, hashing.ha1(algorithm, "Mufasa", REALM, "wrong"), "GET"))
 
     def test_uppercase_response_accepted(self):
         creds = parse_credentials(_rfc7616_authorization("MD5", MD5_RESPONSE.upper()))
-        self.assertTrue(verify(creds, digest.ha1("MD5", "Mufasa", REALM, PASSWORD), "GET"))
+        self.assertTrue(verify(creds, hashing.ha1("MD5", "Mufasa", REALM, PASSWORD), "GET"))
 
     def test_unknown_algorithm_does_not_verify(self):
         creds = parse_credentials(_rfc7616_authorization("SHA-1", MD5_RESPONSE))
         self.assertEqual(creds.algorithm, "SHA-1")
-        self.assertFalse(verify(creds, digest.ha1("MD5", "Mufasa", REALM, PASSWORD), "GET"))
+        self.assertFalse(verify(creds, hashing.ha1("MD5", "Mufasa", REALM, PASSWORD), "GET"))
 
     def test_unknown_qop_does_not_verify(self):
         text = _rfc7616_authorization("MD5", MD5_RESPONSE).replace("qop=auth", "qop=bogus")
-        self.assertFalse(verify(parse_credentials(text), digest.ha1("MD5", "Mufasa", REALM, PASSWORD), "GET"))
+        self.assertFalse(verify(parse_credentials(text), hashing.ha1("MD5", "Mufasa", REALM, PASSWORD), "GET"))
 
 
 class RoundTripTests(SynchronousTestCase):
@@ -125,12 +129,12 @@ class RoundTripTests(SynchronousTestCase):
         self.assertEqual(creds.qop, qop_header)
         self.assertEqual(creds.opaque, "xyz")
         self.assertEqual(nonces.check(creds.nonce, 1001.0, 300), "ok")
-        h = digest.ha1(algorithm, "1001", "mss.local", "s3cr\"et")
+        h = hashing.ha1(algorithm, "1001", "mss.local", "s3cr\"et")
         self.assertTrue(verify(creds, h, "REGISTER"))
         self.assertFalse(verify(creds, h, "INVITE"))
 
     def test_round_trips(self):
-        for algorithm in digest.ALGORITHMS:
+        for algorithm in hashing.ALGORITHMS:
             self._round_trip(algorithm, "auth")
             self._round_trip(algorithm, None)
 
@@ -148,14 +152,14 @@ class RoundTripTests(SynchronousTestCase):
         self.assertIsNone(creds.cnonce)
         self.assertNotIn("algorithm", creds.params)      # not echoed when not challenged with
         self.assertEqual(creds.response,
-                         digest.response("MD5", digest.ha1("MD5", "u", "r", "p"), "REGISTER", "sip:r", "n"))
+                         hashing.response("MD5", hashing.ha1("MD5", "u", "r", "p"), "REGISTER", "sip:r", "n"))
 
     def test_auth_int_only(self):
         chal = parse_challenge('Digest realm="r", nonce="n", qop="auth-int"')
         creds = parse_credentials(authorization(chal, "u", "p", "INVITE", "sip:r", "c", 2, b"body"))
         self.assertEqual((creds.qop, creds.nc), ("auth-int", "00000002"))
-        self.assertTrue(verify(creds, digest.ha1("MD5", "u", "r", "p"), "INVITE", b"body"))
-        self.assertFalse(verify(creds, digest.ha1("MD5", "u", "r", "p"), "INVITE", b"other"))
+        self.assertTrue(verify(creds, hashing.ha1("MD5", "u", "r", "p"), "INVITE", b"body"))
+        self.assertFalse(verify(creds, hashing.ha1("MD5", "u", "r", "p"), "INVITE", b"other"))
 
     def test_client_refuses_unsupported(self):
         chal = parse_challenge('Digest realm="r", nonce="n", algorithm=SHA-1')

@@ -9,7 +9,10 @@ import stat
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
-from mss.sip import digest
+from mss.sip.digest.client import authorization
+from mss.sip.digest.hashing import ha1
+from mss.sip.digest.headers import parse_challenge, parse_credentials
+from mss.sip.digest.server import challenge, verify
 from mss.store.interface import (
     Ban, Binding, ExtensionExists, IStore, NoSuchExtension, StoreError)
 from mss.store.schema import MIGRATIONS
@@ -100,7 +103,7 @@ class ExtensionTests(StoreTestMixin, SynchronousTestCase):
         self.assertEqual(len(ext.ha1), 4)
         for alg in ("MD5", "SHA-256"):
             for user in ("1001", "1001@mss.local"):
-                self.assertEqual(ext.ha1[(alg, user)], digest.ha1(alg, user, REALM, "secret"))
+                self.assertEqual(ext.ha1[(alg, user)], ha1(alg, user, REALM, "secret"))
                 self.assertEqual(ext.ha1_for(alg, user, REALM), ext.ha1[(alg, user)])
         self.assertEqual(ext.ha1_for("SHA-256-sess", "1001", REALM), ext.ha1[("SHA-256", "1001")])
         self.assertIsNone(ext.ha1_for("MD5", "1001", "other.realm"))
@@ -117,11 +120,11 @@ class ExtensionTests(StoreTestMixin, SynchronousTestCase):
     def test_verify_against_stored_ha1(self):
         self.store.add_extension("1001", "pw", REALM)
         ext = self.store.get_extension("1001")
-        chal = digest.parse_challenge(digest.challenge(REALM, "n", "SHA-256"))
-        creds = digest.parse_credentials(
-            digest.authorization(chal, "1001@mss.local", "pw", "REGISTER", "sip:mss.local", "c"))
-        self.assertTrue(digest.verify(creds, ext.ha1_for(creds.algorithm, creds.username, creds.realm),
-                                      "REGISTER"))
+        chal = parse_challenge(challenge(REALM, "n", "SHA-256"))
+        creds = parse_credentials(
+            authorization(chal, "1001@mss.local", "pw", "REGISTER", "sip:mss.local", "c"))
+        self.assertTrue(verify(creds, ext.ha1_for(creds.algorithm, creds.username, creds.realm),
+                               "REGISTER"))
 
     def test_duplicate(self):
         self.store.add_extension("1001", "a", REALM)
@@ -174,7 +177,7 @@ class ExtensionTests(StoreTestMixin, SynchronousTestCase):
         ext = self.store.get_extension("1001")
         self.assertEqual(ext.realm, "other.realm")
         self.assertEqual(ext.ha1_for("MD5", "1001@other.realm", "other.realm"),
-                         digest.ha1("MD5", "1001@other.realm", "other.realm", "new"))
+                         ha1("MD5", "1001@other.realm", "other.realm", "new"))
         e = self.assertRaises(NoSuchExtension, self.store.set_password, "9", "x", REALM)
         self.assertEqual(str(e), "extension 9 does not exist")
 

@@ -10,7 +10,9 @@ import itertools
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from mss.sip import digest
+from mss.sip.digest.hashing import ha1
+from mss.sip.digest.headers import parse_credentials
+from mss.sip.digest.server import challenge, verify
 from mss.sip.address import Address
 from mss.trunk.dispatcher import TrunkDispatcher
 from mss.store.records import Trunk
@@ -102,14 +104,14 @@ class OutboundInviteTests(TrunkCallTestCase):
     def test_407_answered_with_the_auth_id(self):
         self.dial()
         inc = self.c1.incoming()
-        inc.respond(407, headers=[("Proxy-Authenticate", digest.challenge(DOMAIN, "nA"))])
+        inc.respond(407, headers=[("Proxy-Authenticate", challenge(DOMAIN, "nA"))])
         self.c1.take("ACK")
         again = self.c1.incoming().invite
-        creds = digest.parse_credentials(again.headers.get("proxy-authorization"))
+        creds = parse_credentials(again.headers.get("proxy-authorization"))
         self.assertEqual((creds.username, creds.realm, creds.uri),
                          (AUTH_ID, DOMAIN, "sip:+86755123@gd.ctcims.cn"))
-        self.assertTrue(digest.verify(creds, digest.ha1("MD5", AUTH_ID, DOMAIN, "carrier-pw"),
-                                      "INVITE"))
+        self.assertTrue(verify(creds, ha1("MD5", AUTH_ID, DOMAIN, "carrier-pw"),
+                               "INVITE"))
         self.assertEqual(again.call_id, inc.invite.call_id)
         self.assertEqual(again.from_.tag, inc.invite.from_.tag)
         self.assertEqual(again.cseq.number, 2)
@@ -118,7 +120,7 @@ class OutboundInviteTests(TrunkCallTestCase):
     def test_401_answered_with_authorization(self):
         self.dial()
         inc = self.c1.incoming()
-        inc.respond(401, headers=[("WWW-Authenticate", digest.challenge(DOMAIN, "nB"))])
+        inc.respond(401, headers=[("WWW-Authenticate", challenge(DOMAIN, "nB"))])
         again = self.c1.incoming().invite
         self.assertIn(AUTH_ID, again.headers.get("authorization"))
 
@@ -127,9 +129,9 @@ class OutboundInviteTests(TrunkCallTestCase):
         401/407 must not reach the extension (which would try its own credentials)."""
         self.dial()
         inc = self.c1.incoming()
-        inc.respond(407, headers=[("Proxy-Authenticate", digest.challenge(DOMAIN, "n1"))])
+        inc.respond(407, headers=[("Proxy-Authenticate", challenge(DOMAIN, "n1"))])
         again = self.c1.incoming()
-        again.respond(407, headers=[("Proxy-Authenticate", digest.challenge(DOMAIN, "n2"))])
+        again.respond(407, headers=[("Proxy-Authenticate", challenge(DOMAIN, "n2"))])
         self.assertEqual(self.c1.kinds(), ["ACK", "ACK"])
         self.c1.inbox.clear()
         self.assertNotIn(407, self.a.kinds())
@@ -381,7 +383,7 @@ class InDialogChallengeTests(TrunkCallTestCase):
 
     def challenge(self, inc, request, status=407, nonce="nD"):
         name = "Proxy-Authenticate" if status == 407 else "WWW-Authenticate"
-        inc.respond(status, request=request, headers=[(name, digest.challenge(DOMAIN, nonce))])
+        inc.respond(status, request=request, headers=[(name, challenge(DOMAIN, nonce))])
 
     def test_bye_answered_once(self):
         out, inc = self.answered()
@@ -390,10 +392,10 @@ class InDialogChallengeTests(TrunkCallTestCase):
         bye = self.c1.take("BYE")
         self.challenge(inc, bye)
         again = self.c1.take("BYE")
-        creds = digest.parse_credentials(again.headers.get("proxy-authorization"))
+        creds = parse_credentials(again.headers.get("proxy-authorization"))
         self.assertEqual((creds.username, creds.realm), (AUTH_ID, DOMAIN))
-        self.assertTrue(digest.verify(creds, digest.ha1("MD5", AUTH_ID, DOMAIN, "carrier-pw"),
-                                      "BYE"))
+        self.assertTrue(verify(creds, ha1("MD5", AUTH_ID, DOMAIN, "carrier-pw"),
+                               "BYE"))
         self.assertEqual(again.cseq.number, bye.cseq.number + 1)
         self.assertEqual((again.call_id, again.to.tag), (bye.call_id, bye.to.tag))
         self.challenge(inc, again, nonce="nE")              # refused again: give up
@@ -437,7 +439,7 @@ class InDialogChallengeTests(TrunkCallTestCase):
         out.request("INFO")
         info = phone.take("INFO")
         inc.respond(407, request=info, headers=[("Proxy-Authenticate",
-                                                 digest.challenge("x", "n"))])
+                                                 challenge("x", "n"))])
         self.assertIn(407, self.a.kinds())
         self.assertFalse(phone.has("INFO"))
 

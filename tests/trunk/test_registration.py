@@ -13,7 +13,9 @@ from twisted.internet import task
 from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
-from mss.sip import digest
+from mss.sip.digest.hashing import ha1
+from mss.sip.digest.headers import parse_credentials
+from mss.sip.digest.server import challenge, verify
 from mss.sip.address import Address
 from mss.sip.core import SipCore
 from mss.sip.message import make_response
@@ -79,7 +81,7 @@ class Carrier:
     def challenge(self, request, status: int = 401, nonce: str = "n1", realm: str = DOMAIN,
                   stale: bool = False) -> None:
         name = "WWW-Authenticate" if status == 401 else "Proxy-Authenticate"
-        self.answer(request, status, (name, digest.challenge(realm, nonce, stale=stale)))
+        self.answer(request, status, (name, challenge(realm, nonce, stale=stale)))
 
     def ok(self, request, expires: int | None = None) -> None:
         contact = request.headers.get("contact")
@@ -106,7 +108,7 @@ def credentials(request):
     for name in ("authorization", "proxy-authorization"):
         value = request.headers.get(name)
         if value:
-            return name, digest.parse_credentials(value)
+            return name, parse_credentials(value)
     return None, None
 
 
@@ -155,8 +157,8 @@ class ChallengeTests(SynchronousTestCase):
         self.assertEqual(creds.username, IMS_ID)
         self.assertEqual(creds.realm, "gd.ctcims.cn")
         self.assertEqual(creds.uri, "sip:gd.ctcims.cn")
-        self.assertTrue(digest.verify(creds, digest.ha1("MD5", IMS_ID, DOMAIN, "secret"),
-                                      "REGISTER"))
+        self.assertTrue(verify(creds, ha1("MD5", IMS_ID, DOMAIN, "secret"),
+                               "REGISTER"))
         c.ok(req, expires=600)
         self.assertEqual(c.reg.state, "registered")
         self.assertEqual(c.status()["state"], "registered")
