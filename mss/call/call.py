@@ -39,8 +39,11 @@ from twisted.internet import defer      # Deferreds only: the media gateway answ
 from twisted.logger import Logger
 
 from mss.call.cdr import disposition_of
+from mss.call.legs import ALeg, BLeg
 from mss.call.media import GatewayMedia
 from mss.call.services import diversion_header
+from mss.call.state import (ANSWERED, CANCELLED, EARLY, ENDED, FAILED, LEG_ANSWERED,
+                            SETUP)
 from mss.services.api import CONTINUE_DECISION, is_anonymous
 from mss.sip.digest import client as digest
 from mss.sip.dialog import Dialog
@@ -61,78 +64,6 @@ _NOT_COPIED_ON_AUTH = frozenset(("via", "from", "to", "call-id", "cseq", "max-fo
 # headers copied across when relaying an in-dialog request or a response
 _RELAYED = ("content-type", "content-disposition", "info-package", "event", "subscription-state",
             "reason", "rseq", "recv-info", "allow-events")
-
-
-class ALeg:
-    """The caller side: we are UAS."""
-
-    __slots__ = ("request", "tx", "source", "tag", "dialog", "reliable", "rseq", "contact",
-                 "pending", "acked", "late_offer", "offered_sdp", "queued")
-
-    def __init__(self, request: Request, tx, source, tag: str, contact: str, reliable: bool):
-        self.request = request
-        self.tx = tx
-        self.source = source
-        self.tag = tag
-        self.contact = contact
-        self.dialog: Dialog | None = None
-        self.reliable = reliable          # send provisionals reliably (RFC 3262)
-        self.rseq = 0
-        self.pending = None               # in-dialog INVITE/UPDATE server tx awaiting relay
-        self.acked = False
-        self.late_offer = not request.body
-        self.offered_sdp = request.body
-        self.queued: list = []            # provisionals waiting for the PRACK of the last one
-
-    @property
-    def label(self) -> str:
-        return "A"
-
-    @property
-    def key(self) -> tuple:
-        return (self.request.call_id, self.tag)
-
-
-class BLeg:
-    """One callee device: we are UAC."""
-
-    __slots__ = ("call_id", "tag", "target", "dest", "invite", "tx", "dialogs", "dialog",
-                 "state", "status", "ack", "pending", "contact", "device", "answered_sdp",
-                 "prack_rseq", "trunk", "number", "auth_tries", "heard")
-
-    def __init__(self, call_id: str, tag: str, target: str, dest, contact: str, device: str = ""):
-        self.call_id = call_id
-        self.tag = tag
-        self.target = target
-        self.dest = dest
-        self.contact = contact
-        self.device = device
-        self.invite: Request | None = None
-        self.tx = None
-        self.dialogs: dict[str, Dialog] = {}      # early dialogs by remote tag
-        self.dialog: Dialog | None = None
-        self.state = "calling"                    # calling, early, answered, failed, cancelled
-        self.status = 0
-        self.ack: Request | None = None
-        self.pending = None
-        self.answered_sdp = b""
-        self.prack_rseq = 0
-        self.trunk = None                         # the Trunk when this leg goes to a carrier
-        self.number = ""
-        self.auth_tries = 0
-        self.heard = False                        # any response at all (100 included)
-
-    @property
-    def label(self) -> str:
-        return "B"
-
-    @property
-    def key(self) -> tuple:
-        return (self.call_id, self.tag)
-
-    @property
-    def open(self) -> bool:
-        return self.state in ("calling", "early")
 
 
 def _best_failure(statuses: list[int]) -> int:
@@ -169,7 +100,7 @@ class Call:
         self.direction = direction
         self.b_legs: list[BLeg] = []
         self.winner: BLeg | None = None
-        self.state = "setup"                       # setup, answered, ended
+        self.state = SETUP
         self.start_time = manager.wall()
         self.answer_time: float | None = None
         self.end_time: float | None = None
@@ -225,7 +156,7 @@ class Call:
 
     def _next_trunk(self) -> bool:
         """Place the B leg on the next trunk that accepts the call; False when none is left."""
-        if self.state != "setup":
+        if self.state is not SETUP:
             return False
         trunks = self.m.trunks
         while self.plan:
@@ -254,7 +185,7 @@ class Call:
     def _trunk_silent(self, leg: BLeg) -> None:
         """No response at all from this trunk's carrier: fail over now. The leg is cancelled
         (the CANCEL goes out if a provisional ever comes) and can no longer win the call."""
-        if self.state != "setup" or not leg.open or leg.heard:
+        if self.state is not SETUP or not leg.open or leg.heard:
             return
         self.log.info("call {call_id}: trunk {trunk} does not answer; trying the next one",
                       call_id=self.id, trunk=leg.trunk.name)
@@ -323,7 +254,7 @@ class Call:
         self.fail(503, "Media Gateway Unavailable", "media", self.m.media_down_headers())
 
     def _send_invites(self, targets, sdp: bytes) -> None:
-        if self.state != "setup":
+        if self.state is not SETUP:
             return
         for uri, dest, device in targets:
             leg = BLeg(self.m.new_call_id(), self.m.core.new_tag(), uri, dest,
@@ -417,11 +348,11 @@ class Call:
             if dialog is None:
                 dialog = Dialog.from_uac(leg.invite, resp, leg.dest, leg.contact)
                 leg.dialogs[tag] = dialog
-            leg.state = "early"
+            leg.state = EARLY
             if "100rel" in resp.option_tags("require") and resp.headers.get("rseq"):
                 if not self._prack(leg, dialog, resp):
                     return                   # a retransmission (or a bad RSeq): seen already
-        if self.state != "setup" or not leg.open:
+        if self.state is not SETUP or not leg.open:
             return                           # not from a leg we gave up on (a silent trunk)
         sdp = resp.body if resp.body and not self.early_sdp_sent else b""
         if sdp:
@@ -450,7 +381,7 @@ class Call:
         return True
 
     def _a_provisional(self, status: int, reason: str, sdp: bytes) -> None:
-        if self.state != "setup" or self.a.tx.terminated:
+        if self.state is not SETUP or self.a.tx.terminated:
             return
         a = self.a
         if a.reliable and a.tx.reliable_1xx:
@@ -474,20 +405,20 @@ class Call:
             self.m.core.send_response(a.tx, resp, now)
 
     def _b_answered(self, leg: BLeg, resp: Response) -> None:
-        if leg.state in ("answered",):
+        if leg.state is LEG_ANSWERED:
             self._re_ack(leg)                               # 2xx retransmission
             return
-        cancelled = leg.state == "cancelled"
+        cancelled = leg.state is CANCELLED
         dialog = leg.dialogs.get(resp.to.tag)
         if dialog is None:
             dialog = Dialog.from_uac(leg.invite, resp, leg.dest, leg.contact)
         dialog.update_from_response(resp)
         leg.dialog = dialog
-        leg.state = "answered"
+        leg.state = LEG_ANSWERED
         leg.status = resp.status
-        if self.state != "ended":
+        if self.state is not ENDED:
             self.m.register_leg(self, leg)
-        if self.state != "setup" or self.winner is not None or cancelled:
+        if self.state is not SETUP or self.winner is not None or cancelled:
             # a late 2xx (another device won, the caller is gone, or we gave up on this
             # leg, e.g. a silent trunk): ACK and BYE it
             self._ack(leg, b"")
@@ -511,7 +442,7 @@ class Call:
             self._a_answer(resp, b"")
 
     def _a_answer(self, b_resp: Response, sdp: bytes) -> None:
-        if self.state != "setup":
+        if self.state is not SETUP:
             return
         self._answer_caller(sdp, b_resp.headers.get("content-type") or "application/sdp")
         if self.m.max_duration:
@@ -531,20 +462,20 @@ class Call:
         if a.dialog is None:
             a.dialog = Dialog.from_uas(a.request, a.tag, a.source, a.contact)
         a.dialog.early = False
-        self.state = "answered"
+        self.state = ANSWERED
         self.answer_time = self.m.wall()
         self.status = 200
         self.m.call_answered(self)
         self.m.core.send_response(a.tx, resp, self.m.now())
 
     def _b_failed(self, leg: BLeg, status: int, reason: str) -> None:
-        if leg.state in ("failed",):
+        if leg.state is FAILED:
             return
         was = leg.state
-        leg.state = "failed" if was != "cancelled" else "cancelled"
+        leg.state = FAILED if was is not CANCELLED else CANCELLED
         leg.status = status
         self.m.forget_leg(leg)
-        if self.state != "setup":
+        if self.state is not SETUP:
             return
         if any(b.open for b in self.b_legs):
             return                                   # others still ring
@@ -553,7 +484,7 @@ class Call:
             self.trunk = None
             if self._next_trunk():                   # failover to the next trunk of the route
                 return
-        failures = [b.status for b in self.b_legs if b.state == "failed"]
+        failures = [b.status for b in self.b_legs if b.state is FAILED]
         if not self.b_legs and self.plan_refusals:
             failures = [403 if all(r == 403 for r in self.plan_refusals) else 503]
         best = _best_failure(failures)
@@ -569,7 +500,7 @@ class Call:
     # -- failure and end of setup ----------------------------------------------------------------
     def fail(self, status: int, reason: str | None, why: str, extra=()) -> None:
         """Answer the caller with a final error and end the call."""
-        if self.state != "setup":
+        if self.state is not SETUP:
             return
         for leg in self.b_legs:
             if leg.open:
@@ -584,7 +515,7 @@ class Call:
         self.end(disposition_of(status), f"{status} {why}")
 
     def _no_answer(self) -> None:
-        if self.state != "setup":
+        if self.state is not SETUP:
             return
         self.log.info("call {call_id}: no answer", call_id=self.id)
         if self.m.hooks.active and self.callee_ext:
@@ -611,7 +542,7 @@ class Call:
 
     def divert(self, decision) -> bool:
         """Forward a ringing call (busy / no answer): cancel the devices, ring the new target."""
-        if self.state != "setup" or len(self.diversions) >= self.m.forward_limit:
+        if self.state is not SETUP or len(self.diversions) >= self.m.forward_limit:
             return False
         onward = self.m._onward(self.facts(), decision)
         if onward is not None:
@@ -676,7 +607,7 @@ class Call:
                                  sdp=a.request.body)
 
             def playing(reply):
-                if self.state != "setup":             # the caller gave up meanwhile
+                if self.state is not SETUP:             # the caller gave up meanwhile
                     self.m.media.delete(self.id)
                     return
                 self._answer_caller(reply["sdp"])
@@ -686,7 +617,7 @@ class Call:
             def silent(failure):
                 self.log.warn("call {call_id}: no {tone} tone from the media gateway: {error}",
                               call_id=self.id, tone=tone, error=failure.getErrorMessage())
-                if self.state == "setup":
+                if self.state is SETUP:
                     self._answer_inactive(hold, release)
             d.addCallbacks(playing, silent)
             return
@@ -713,7 +644,7 @@ class Call:
         self.barged = victim
 
         def joined(sdp):
-            if self.state != "setup":
+            if self.state is not SETUP:
                 return
             self._answer_caller(sdp)
             self.log.info("call {call_id} broke into call {victim}", call_id=self.id,
@@ -726,7 +657,7 @@ class Call:
         d.addCallbacks(joined, failed)
 
     def caller_cancelled(self) -> None:
-        if self.state != "setup":
+        if self.state is not SETUP:
             return
         for leg in self.b_legs:
             if leg.open:
@@ -738,7 +669,7 @@ class Call:
         self.end("cancelled", "487 caller cancelled")
 
     def _cancel_leg(self, leg: BLeg, reason: str | None) -> None:
-        leg.state = "cancelled"
+        leg.state = CANCELLED
         if leg.tx is not None:
             self.m.core.cancel(leg.tx, self.m.now(), reason)
 
@@ -774,7 +705,7 @@ class Call:
     def a_ack(self, ack: Request) -> None:
         """The caller's ACK for our 2xx (initial or re-INVITE)."""
         a = self.a
-        if not a.acked and self.state == "answered":
+        if not a.acked and self.state is ANSWERED:
             a.acked = True
             a.tx = None          # the INVITE transaction is done with: do not keep it alive
             if a.late_offer and self.winner is not None and self.winner.ack is None:
@@ -789,10 +720,10 @@ class Call:
 
     def hangup(self, by: str = "operator") -> None:
         """End an answered call from our side (operator, max duration, shutdown, failure)."""
-        if self.state == "setup":
+        if self.state is SETUP:
             self.fail(480 if by != "shutdown" else 503, None, by)
             return
-        if self.state != "answered":
+        if self.state is not ANSWERED:
             return
         self._bye(self.a)
         if self.winner is not None:
@@ -829,17 +760,17 @@ class Call:
             # a device that lost the race (or an early dialog of one that is still ringing)
             if method == "BYE":
                 self._respond(tx, req, 200, leg)
-                if leg.state == "answered":
-                    leg.state = "failed"
+                if leg.state is LEG_ANSWERED:
+                    leg.state = FAILED
                     self.m.forget_leg(leg)
                 return
-            if self.winner is not None or self.state != "setup":
+            if self.winner is not None or self.state is not SETUP:
                 self._respond(tx, req, 481, leg)
                 return
         if method == "BYE":
             self._respond(tx, req, 200, leg)
             other = self.other(leg)
-            if self.state == "setup" and leg is self.a:
+            if self.state is SETUP and leg is self.a:
                 self.caller_cancelled()
                 return
             if other is not None and other.dialog is not None:
@@ -848,8 +779,8 @@ class Call:
                      "BYE from " + ("caller" if leg is self.a else "callee"))
             return
         other = self.other(leg)
-        if other is None or other.dialog is None or self.state != "answered":
-            if method in ("INVITE", "UPDATE") and self.state == "setup":
+        if other is None or other.dialog is None or self.state is not ANSWERED:
+            if method in ("INVITE", "UPDATE") and self.state is SETUP:
                 self._respond(tx, req, 491 if method == "INVITE" else 500, leg)
             else:
                 self._respond(tx, req, 481 if other is None else 491, leg)
@@ -885,7 +816,7 @@ class Call:
             self._a_provisional(status, reason, sdp)
 
     def _relay_request(self, leg, other, req: Request, tx, body: bytes) -> None:
-        if self.state != "answered":
+        if self.state is not ANSWERED:
             leg.pending = None
             self._respond(tx, req, 481, leg)
             return
@@ -1009,7 +940,7 @@ class Call:
             # a leg that cannot be reached in a confirmed dialog ends the call (clean teardown)
             self.log.info("call {call_id}: {method} to the {label} leg failed ({reason}); ending",
                           call_id=self.id, method=req.method, label=leg.label, reason=reason)
-            if self.state == "ended":
+            if self.state is ENDED:
                 return
             self._bye(from_leg)
             if reason != "transport":
@@ -1018,17 +949,17 @@ class Call:
 
     def a_failed(self, reason: str) -> None:
         """Our INVITE transaction toward the caller failed (no ACK, no PRACK, transport)."""
-        if reason == "prack-timeout" and self.state == "setup":
+        if reason == "prack-timeout" and self.state is SETUP:
             self.fail(504, "No PRACK", "no PRACK from the caller")
             return
-        if self.state == "answered" and reason in ("ack-timeout", "transport"):
+        if self.state is ANSWERED and reason in ("ack-timeout", "transport"):
             self.log.info("call {call_id}: caller never acknowledged the answer", call_id=self.id)
             if self.winner is not None:
                 self._bye(self.winner)
             if reason == "ack-timeout":
                 self._bye(self.a)                   # §13.3.1.4: the UAS core sends BYE
             self.end("failed", "no ACK from caller")
-        elif self.state == "setup":
+        elif self.state is SETUP:
             for leg in self.b_legs:
                 if leg.open:
                     self._cancel_leg(leg, None)
@@ -1041,9 +972,9 @@ class Call:
         self.timers = []
 
     def end(self, disposition: str, cause: str) -> None:
-        if self.state == "ended":
+        if self.state is ENDED:
             return
-        self.state = "ended"
+        self.state = ENDED
         self.disposition = disposition
         self.cause = cause
         self.end_time = self.m.wall()

@@ -23,11 +23,13 @@ import weakref
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from mss.call.call import ALeg, BLeg, Call
+from mss.call.call import Call
 from mss.call.cdr import cdr_of, rejected_cdr
+from mss.call.legs import ALeg, BLeg
 from mss.call.media import PassThroughMedia
 from mss.call.routing import Router
 from mss.call.services import ServiceHooks
+from mss.call.state import ANSWERED, ENDED, LEG_ANSWERED, SETUP
 from mss.services.api import ANSWER, BREAK_IN, FEATURE, REDIRECT, REJECT, is_anonymous
 from mss.sip.core import ALLOW, ITransactionUser
 from mss.sip.message import make_response
@@ -140,7 +142,7 @@ class CallManager:
 
     def forget_leg(self, leg) -> None:
         entry = self._legs.get(leg.key)
-        if entry is not None and entry[1] is leg and leg.state != "answered":
+        if entry is not None and entry[1] is leg and leg.state is not LEG_ANSWERED:
             del self._legs[leg.key]
 
     def call_answered(self, call: Call) -> None:
@@ -169,7 +171,7 @@ class CallManager:
         if call.barged is not None and hasattr(self.media, "room_leave"):
             self.media.room_leave(call.id, call.a.request.from_.tag)
             victim = call.barged
-            if victim.state == "answered" and not any(
+            if victim.state is ANSWERED and not any(
                     o.barged is victim and o is not call for o in self.calls.values()):
                 # the last operator left: the two parties go back to plain relaying (no mixing
                 # for the rest of their call)
@@ -283,18 +285,18 @@ class CallManager:
 
     def abort(self, call) -> None:
         try:
-            if call.state == "setup":
+            if call.state is SETUP:
                 call.fail(500, None, "internal error")
-            elif call.state == "answered":
+            elif call.state is ANSWERED:
                 call.hangup("internal error")
         except Exception:
             self.log.failure("call {call_id}: could not end the call cleanly", call_id=call.id)
-        if call.state != "ended":
+        if call.state is not ENDED:
             try:
                 call.end("failed", "internal error")
             except Exception:
                 self.log.failure("call {call_id}: end failed; forgetting it", call_id=call.id)
-                call.state = "ended"
+                call.state = ENDED
                 self.calls.pop(call.id, None)
                 for key, entry in list(self._legs.items()):
                     if entry[0] is call:
@@ -400,7 +402,7 @@ class CallManager:
             self.trunks.release(trunk.name, "in")
         elif call.inbound_trunk is None:               # a service answered it itself
             call.inbound_trunk = trunk.name
-            if call.state == "ended":                  # ... and it is over already
+            if call.state is ENDED:                  # ... and it is over already
                 self.trunks.release(trunk.name, "in")
 
     def start_call(self, request, source, tx, *, caller, caller_ext, display, direction,
@@ -551,7 +553,7 @@ class CallManager:
 
     def break_in(self, request, source, tx, caller, caller_ext, display, target):
         """Operator barge-in: join ``target``'s current call as a third party (mixer room)."""
-        victim = next((c for c in self.calls.values() if c.state == "answered"
+        victim = next((c for c in self.calls.values() if c.state is ANSWERED
                        and target in (c.callee_ext, c.caller_ext)), None)
         if victim is None:
             self._answer(tx, request, 480, "Target Not In A Call")
