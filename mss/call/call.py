@@ -39,6 +39,7 @@ from twisted.internet import defer      # Deferreds only: the media gateway answ
 from twisted.logger import Logger
 
 from mss.call.cdr import disposition_of
+from mss.call.context import CallContext
 from mss.call.legs import ALeg, BLeg
 from mss.call.media import GatewayMedia
 from mss.call.services import diversion_header
@@ -87,9 +88,9 @@ def _best_failure(statuses: list[int]) -> int:
 class Call:
     log = Logger()
 
-    def __init__(self, manager, a: ALeg, caller: str, caller_display: str | None, callee: str,
+    def __init__(self, ctx: CallContext, a: ALeg, caller: str, caller_display: str | None, callee: str,
                  callee_ext: str | None, direction: str = "internal", caller_ext: str | None = None):
-        self.m = manager
+        self.ctx = ctx
         self.a = a
         self.id = a.request.call_id
         self.caller = caller
@@ -101,7 +102,7 @@ class Call:
         self.b_legs: list[BLeg] = []
         self.winner: BLeg | None = None
         self.state = SETUP
-        self.start_time = manager.wall()
+        self.start_time = ctx.wall()
         self.answer_time: float | None = None
         self.end_time: float | None = None
         self.cause = ""
@@ -127,19 +128,19 @@ class Call:
             self.fail(480, None, "no reachable device")
             return
         sdp = self.a.request.body
-        d = self.m.media.offer(self.id, self.a.request.from_.tag, sdp, "A") if sdp else None
+        d = self.ctx.media.offer(self.id, self.a.request.from_.tag, sdp, "A") if sdp else None
         if d is None:
             self._send_invites(targets, b"")
         else:
             d.addCallbacks(lambda s: self._send_invites(targets, s),
                            lambda f: self._media_failed(f))
-        self.timers.append(self.m.timers.call_at(self.m.now() + ring_time, self._no_answer))
+        self.timers.append(self.ctx.timers.call_at(self.ctx.now() + ring_time, self._no_answer))
 
     def ring_trunks(self, plan, ring_time: float) -> None:
         """Out through carrier trunks: try ``plan`` in order (failover on 5xx, 408, transport)."""
         self.plan = list(plan)
         sdp = self.a.request.body
-        d = self.m.media.offer(self.id, self.a.request.from_.tag, sdp, "A") if sdp else None
+        d = self.ctx.media.offer(self.id, self.a.request.from_.tag, sdp, "A") if sdp else None
 
         def go(sdp_b):
             self.b_sdp = sdp_b
@@ -148,7 +149,7 @@ class Call:
                 self.fail(403 if limits and all(r == 403 for r in limits) else 503, None,
                           "no trunk accepted the call")
         # armed first: a call every trunk refuses ends in go(), which stops its timers
-        self.timers.append(self.m.timers.call_at(self.m.now() + ring_time, self._no_answer))
+        self.timers.append(self.ctx.timers.call_at(self.ctx.now() + ring_time, self._no_answer))
         if d is None:
             go(b"")
         else:
@@ -158,7 +159,7 @@ class Call:
         """Place the B leg on the next trunk that accepts the call; False when none is left."""
         if self.state is not SETUP:
             return False
-        trunks = self.m.trunks
+        trunks = self.ctx.trunks
         while self.plan:
             trunk, number = self.plan.pop(0)
             refused = trunks.acquire(trunk, "out")
@@ -169,15 +170,15 @@ class Call:
                 continue
             self.trunk, self.trunk_direction = trunk.name, "out"
             dest = trunks.destination(trunk)
-            leg = BLeg(self.m.new_call_id(), self.m.core.new_tag(), trunk.request_uri(number),
-                       dest, self.m.core.contact_uri(dest, trunk.account), trunk.name)
+            leg = BLeg(self.ctx.new_call_id(), self.ctx.new_tag(), trunk.request_uri(number),
+                       dest, self.ctx.contact_uri(dest, trunk.account), trunk.name)
             leg.trunk, leg.number = trunk, number
             self.b_legs.append(leg)
             leg.invite = self._b_invite(leg, self.b_sdp)
-            self.m.register_leg(self, leg)
-            leg.tx = self.m.send(leg.invite, dest, self, leg, "invite")
+            self.ctx.register_leg(self, leg)
+            leg.tx = self.ctx.send_request(leg.invite, dest, self, leg, "invite")
             if self.plan:
-                self.timers.append(self.m.timers.call_at(self.m.now() + TRUNK_NO_RESPONSE,
+                self.timers.append(self.ctx.timers.call_at(self.ctx.now() + TRUNK_NO_RESPONSE,
                                                          self._trunk_silent, leg))
             return True
         return False
@@ -207,7 +208,7 @@ class Call:
         trunk = leg.trunk
         again.headers.add("Authorization" if resp.status == 401 else "Proxy-Authorization",
                           digest.authorization(challenge, trunk.username, trunk.password, "INVITE",
-                                               str(invite.uri), cnonce=self.m.core.new_tag(),
+                                               str(invite.uri), cnonce=self.ctx.new_tag(),
                                                nc=1))
         if invite.body:
             again.set_body(invite.body, invite.headers.get("content-type"))
@@ -215,7 +216,7 @@ class Call:
             again.headers.set("Content-Length", "0")
         again.invalidate()
         leg.invite = again
-        leg.tx = self.m.send(again, leg.dest, self, leg, "invite")
+        leg.tx = self.ctx.send_request(again, leg.dest, self, leg, "invite")
         return True
 
     def trunk_challenged(self, leg, purpose, req: Request, resp: Response) -> bool:
@@ -244,28 +245,28 @@ class Call:
         again.headers.add("Authorization" if resp.status == 401 else "Proxy-Authorization",
                           digest.authorization(challenge, trunk.username, trunk.password,
                                                req.method, str(again.uri),
-                                               cnonce=self.m.core.new_tag(), nc=1))
-        self.m.send(again, dialog.destination(), self, leg, purpose)
+                                               cnonce=self.ctx.new_tag(), nc=1))
+        self.ctx.send_request(again, dialog.destination(), self, leg, purpose)
         return True
 
     def _media_failed(self, failure) -> None:
         self.log.error("media gateway failed for call {call_id}: {error}", call_id=self.id,
                        error=failure.getErrorMessage())
-        self.fail(503, "Media Gateway Unavailable", "media", self.m.media_down_headers())
+        self.fail(503, "Media Gateway Unavailable", "media", self.ctx.media_down_headers())
 
     def _send_invites(self, targets, sdp: bytes) -> None:
         if self.state is not SETUP:
             return
         for uri, dest, device in targets:
-            leg = BLeg(self.m.new_call_id(), self.m.core.new_tag(), uri, dest,
-                       self.m.core.contact_uri(dest, self.m.contact_user), device)
+            leg = BLeg(self.ctx.new_call_id(), self.ctx.new_tag(), uri, dest,
+                       self.ctx.contact_uri(dest, self.ctx.contact_user), device)
             self.b_legs.append(leg)
             leg.invite = self._b_invite(leg, sdp)
-            self.m.register_leg(self, leg)
-            leg.tx = self.m.send(leg.invite, dest, self, leg, "invite")
+            self.ctx.register_leg(self, leg)
+            leg.tx = self.ctx.send_request(leg.invite, dest, self, leg, "invite")
 
     def _b_invite(self, leg: BLeg, sdp: bytes) -> Request:
-        m = self.m
+        m = self.ctx
         a = self.a.request
         display = self.caller_display
         trunk = leg.trunk
@@ -357,7 +358,7 @@ class Call:
         sdp = resp.body if resp.body and not self.early_sdp_sent else b""
         if sdp:
             self.early_sdp_sent = True
-            d = self.m.media.answer(self.id, self.a.request.from_.tag, leg.tag, sdp, "B")
+            d = self.ctx.media.answer(self.id, self.a.request.from_.tag, leg.tag, sdp, "B")
             d.addCallbacks(lambda s: self._a_provisional(resp.status, resp.reason, s),
                            self._media_failed)
         elif resp.status in (180, 181, 182, 183):
@@ -377,7 +378,7 @@ class Call:
         prack = dialog.request("PRACK")
         prack.headers.add("RAck", f"{rseq} {leg.invite.cseq.number} INVITE")
         prack.headers.add("Content-Length", "0")
-        self.m.send(prack, dialog.destination(), self, leg, "prack")
+        self.ctx.send_request(prack, dialog.destination(), self, leg, "prack")
         return True
 
     def _a_provisional(self, status: int, reason: str, sdp: bytes) -> None:
@@ -395,14 +396,14 @@ class Call:
             resp.set_body(sdp, "application/sdp")
         if a.dialog is None:
             a.dialog = Dialog.from_uas(a.request, a.tag, a.source, a.contact)
-        now = self.m.now()
+        now = self.ctx.now()
         if a.reliable:
             a.rseq += 1
             resp.headers.add("Require", "100rel")
             resp.headers.add("RSeq", str(a.rseq))
-            self.m.core.send_reliable_provisional(a.tx, resp, now)
+            self.ctx.send_reliable_provisional(a.tx, resp, now)
         else:
-            self.m.core.send_response(a.tx, resp, now)
+            self.ctx.send_response(a.tx, resp, now)
 
     def _b_answered(self, leg: BLeg, resp: Response) -> None:
         if leg.state is LEG_ANSWERED:
@@ -417,7 +418,7 @@ class Call:
         leg.state = LEG_ANSWERED
         leg.status = resp.status
         if self.state is not ENDED:
-            self.m.register_leg(self, leg)
+            self.ctx.register_leg(self, leg)
         if self.state is not SETUP or self.winner is not None or cancelled:
             # a late 2xx (another device won, the caller is gone, or we gave up on this
             # leg, e.g. a silent trunk): ACK and BYE it
@@ -434,9 +435,9 @@ class Call:
         self._stop_timers()
         if resp.body:
             if self.a.late_offer:
-                d = self.m.media.offer(self.id, leg.tag, resp.body, "B")
+                d = self.ctx.media.offer(self.id, leg.tag, resp.body, "B")
             else:
-                d = self.m.media.answer(self.id, self.a.request.from_.tag, leg.tag, resp.body, "B")
+                d = self.ctx.media.answer(self.id, self.a.request.from_.tag, leg.tag, resp.body, "B")
             d.addCallbacks(lambda s: self._a_answer(resp, s), self._media_failed)
         else:
             self._a_answer(resp, b"")
@@ -445,8 +446,8 @@ class Call:
         if self.state is not SETUP:
             return
         self._answer_caller(sdp, b_resp.headers.get("content-type") or "application/sdp")
-        if self.m.max_duration:
-            self.timers.append(self.m.timers.call_at(self.m.now() + self.m.max_duration,
+        if self.ctx.max_duration:
+            self.timers.append(self.ctx.timers.call_at(self.ctx.now() + self.ctx.max_duration,
                                                      self._max_duration))
 
     def _answer_caller(self, sdp: bytes, content_type: str = "application/sdp") -> None:
@@ -454,7 +455,7 @@ class Call:
         a = self.a
         resp = make_response(a.request, 200, None, to_tag=a.tag)
         resp.headers.add("Contact", f"<{a.contact}>")
-        resp.headers.add("Allow", self.m.allow)
+        resp.headers.add("Allow", self.ctx.allow)
         if a.reliable:
             resp.headers.add("Supported", "100rel")
         if sdp:
@@ -463,10 +464,10 @@ class Call:
             a.dialog = Dialog.from_uas(a.request, a.tag, a.source, a.contact)
         a.dialog.early = False
         self.state = ANSWERED
-        self.answer_time = self.m.wall()
+        self.answer_time = self.ctx.wall()
         self.status = 200
-        self.m.call_answered(self)
-        self.m.core.send_response(a.tx, resp, self.m.now())
+        self.ctx.answered(self)
+        self.ctx.send_response(a.tx, resp, self.ctx.now())
 
     def _b_failed(self, leg: BLeg, status: int, reason: str) -> None:
         if leg.state is FAILED:
@@ -474,13 +475,13 @@ class Call:
         was = leg.state
         leg.state = FAILED if was is not CANCELLED else CANCELLED
         leg.status = status
-        self.m.forget_leg(leg)
+        self.ctx.forget_leg(leg)
         if self.state is not SETUP:
             return
         if any(b.open for b in self.b_legs):
             return                                   # others still ring
         if leg.trunk is not None and (status >= 500 or status == 408) and status < 600:
-            self.m.trunks.release(leg.trunk.name, "out")
+            self.ctx.trunks.release(leg.trunk.name, "out")
             self.trunk = None
             if self._next_trunk():                   # failover to the next trunk of the route
                 return
@@ -488,8 +489,8 @@ class Call:
         if not self.b_legs and self.plan_refusals:
             failures = [403 if all(r == 403 for r in self.plan_refusals) else 503]
         best = _best_failure(failures)
-        if best in (486, 600) and self.m.hooks.active and self.callee_ext:
-            decision = self.m.hooks.busy(self.facts())
+        if best in (486, 600) and self.ctx.hooks.active and self.callee_ext:
+            decision = self.ctx.hooks.busy(self.facts())
             if decision.action == "redirect" and self.divert(decision):
                 return
             if decision.action == "reject":
@@ -510,7 +511,7 @@ class Call:
             resp = make_response(a.request, status, reason, to_tag=a.tag)
             for name, value in extra:
                 resp.headers.add(name, value)
-            self.m.core.send_response(a.tx, resp, self.m.now())
+            self.ctx.send_response(a.tx, resp, self.ctx.now())
         self.status = status
         self.end(disposition_of(status), f"{status} {why}")
 
@@ -518,8 +519,8 @@ class Call:
         if self.state is not SETUP:
             return
         self.log.info("call {call_id}: no answer", call_id=self.id)
-        if self.m.hooks.active and self.callee_ext:
-            decision = self.m.hooks.no_answer(self.facts())
+        if self.ctx.hooks.active and self.callee_ext:
+            decision = self.ctx.hooks.no_answer(self.facts())
             if decision.action == "redirect" and self.divert(decision):
                 return
             if decision.action == "reject":
@@ -529,7 +530,7 @@ class Call:
 
     # -- services: facts, forwarding, local answer, barge-in ------------------------------------
     def facts(self):
-        return self.m.hooks.facts(self.a.request, self.id, self.caller, self.callee,
+        return self.ctx.hooks.facts(self.a.request, self.id, self.caller, self.callee,
                                   display=self.caller_display, caller_ext=self.caller_ext,
                                   direction=self.direction, trunk=self.trunk or "",
                                   diversions=self.diversions)
@@ -538,17 +539,17 @@ class Call:
         """Record that the call was diverted from ``number`` (RFC 5806 Diversion header)."""
         self.diversions.append(number)
         self.extra_headers.insert(0, ("Diversion",
-                                      diversion_header(number, self.m.domain, decision)))
+                                      diversion_header(number, self.ctx.domain, decision)))
 
     def divert(self, decision) -> bool:
         """Forward a ringing call (busy / no answer): cancel the devices, ring the new target."""
-        if self.state is not SETUP or len(self.diversions) >= self.m.forward_limit:
+        if self.state is not SETUP or len(self.diversions) >= self.ctx.forward_limit:
             return False
-        onward = self.m._onward(self.facts(), decision)
+        onward = self.ctx.hooks.onward_refusal(self.facts(), decision)
         if onward is not None:
             self.fail(onward.code, onward.reason or None, f"service {onward.service}")
             return True
-        route = self.m.router.route(decision.target, self.caller_ext)
+        route = self.ctx.router.route(decision.target, self.caller_ext)
         then = self._target_services(decision.target, route)
         if then.action == "reject":                 # e.g. the target has do-not-disturb on
             self.fail(then.code, then.reason or None, f"service {then.service}")
@@ -570,7 +571,7 @@ class Call:
         if route.status:
             self.fail(route.status, route.reason or None, route.reason or "unreachable")
             return True
-        ring_time = then.ring_timeout or self.m.no_answer_timeout
+        ring_time = then.ring_timeout or self.ctx.no_answer_timeout
         if route.trunk_plan:
             self.ring_trunks(route.trunk_plan, ring_time)
         else:
@@ -580,13 +581,12 @@ class Call:
     def _target_services(self, target: str, route):
         """The terminating services of a local forwarding target (its DND, its own forwarding,
         its ring time), as for a call dialled to it; CONTINUE for other numbers."""
-        hooks = self.m.hooks
+        hooks = self.ctx.hooks
         if not hooks.active or route.extension is None:
             return CONTINUE_DECISION
-        ext = self.m.directory(route.extension)
-        blocks = ext is not None and (ext.has("call_waiting_off") or not self.m.call_waiting)
+        ext = self.ctx.directory(route.extension)
         return hooks.terminating(self.facts().diverted(target),
-                                 hooks.callee_state(route.extension, blocks))
+                                 hooks.callee_state(route.extension, self.ctx.waiting_blocked(ext)))
 
     def answer_locally(self, tone: str, hold: float = 2.0) -> None:
         """Answer the caller ourselves (a service's confirmation or announcement).
@@ -600,18 +600,18 @@ class Call:
         """
         a = self.a
         release = f"service ({tone})"
-        client = getattr(self.m.media, "client", None)
-        if isinstance(self.m.media, GatewayMedia) and a.request.body \
+        client = getattr(self.ctx.media, "client", None)
+        if isinstance(self.ctx.media, GatewayMedia) and a.request.body \
                 and hasattr(client, "play_tone"):
             d = client.play_tone(self.id, a.request.from_.tag, tone, int(hold * 1000),
                                  sdp=a.request.body)
 
             def playing(reply):
                 if self.state is not SETUP:             # the caller gave up meanwhile
-                    self.m.media.delete(self.id)
+                    self.ctx.media.delete(self.id)
                     return
                 self._answer_caller(reply["sdp"])
-                self.timers.append(self.m.timers.call_at(self.m.now() + hold, self.hangup,
+                self.timers.append(self.ctx.timers.call_at(self.ctx.now() + hold, self.hangup,
                                                          release))
 
             def silent(failure):
@@ -625,14 +625,14 @@ class Call:
 
     def _answer_inactive(self, hold: float, release: str) -> None:
         a = self.a
-        sdp = inactive_answer(a.request.body, self.m.core.local_host(a.source.host)) \
+        sdp = inactive_answer(a.request.body, self.ctx.local_host(a.source.host)) \
             if a.request.body else b""
         self._answer_caller(sdp)
-        self.timers.append(self.m.timers.call_at(self.m.now() + hold, self.hangup, release))
+        self.timers.append(self.ctx.timers.call_at(self.ctx.now() + hold, self.hangup, release))
 
     def barge_into(self, victim: "Call") -> None:
         """Operator break-in: the victim's two legs and this caller meet in a mixer room."""
-        media = self.m.media
+        media = self.ctx.media
         room = f"barge-{victim.id}"
         a = self.a
         legs = [(victim.id, victim.a.request.from_.tag)]
@@ -664,14 +664,14 @@ class Call:
                 self._cancel_leg(leg, None)
         a = self.a
         resp = make_response(a.request, 487, None, to_tag=a.tag)
-        self.m.core.send_response(a.tx, resp, self.m.now())
+        self.ctx.send_response(a.tx, resp, self.ctx.now())
         self.status = 487
         self.end("cancelled", "487 caller cancelled")
 
     def _cancel_leg(self, leg: BLeg, reason: str | None) -> None:
         leg.state = CANCELLED
         if leg.tx is not None:
-            self.m.core.cancel(leg.tx, self.m.now(), reason)
+            self.ctx.cancel(leg.tx, self.ctx.now(), reason)
 
     # -- ACK / BYE -----------------------------------------------------------------------------------
     def _ack(self, leg: BLeg, sdp: bytes) -> None:
@@ -682,7 +682,7 @@ class Call:
         else:
             ack.headers.add("Content-Length", "0")
         leg.ack = ack
-        self.m.core.send_ack(ack, dialog.destination())
+        self.ctx.send_ack(ack, dialog.destination())
         # answered and ACKed: the dialog has all that is left to know; the INVITE and its
         # transaction (request, bytes, last response) need not live as long as the call
         leg.invite = None
@@ -690,7 +690,7 @@ class Call:
 
     def _re_ack(self, leg: BLeg) -> None:
         if leg.ack is not None:
-            self.m.core._out_message(leg.ack, leg.dialog.destination())
+            self.ctx.send_ack(leg.ack, leg.dialog.destination())
 
     def _bye(self, leg, reason: str | None = None) -> None:
         dialog = leg.dialog
@@ -700,7 +700,7 @@ class Call:
         if reason:
             bye.headers.add("Reason", f'SIP;cause=200;text="{reason}"')
         bye.headers.add("Content-Length", "0")
-        self.m.send(bye, dialog.destination(), self, leg, "bye")
+        self.ctx.send_request(bye, dialog.destination(), self, leg, "bye")
 
     def a_ack(self, ack: Request) -> None:
         """The caller's ACK for our 2xx (initial or re-INVITE)."""
@@ -711,7 +711,7 @@ class Call:
             if a.late_offer and self.winner is not None and self.winner.ack is None:
                 body = ack.body
                 if body:
-                    d = self.m.media.answer(self.id, self.winner.tag, a.request.from_.tag, body, "A")
+                    d = self.ctx.media.answer(self.id, self.winner.tag, a.request.from_.tag, body, "A")
                     d.addCallbacks(lambda s: self._ack(self.winner, s), self._media_failed)
                 else:
                     self._ack(self.winner, b"")
@@ -762,7 +762,7 @@ class Call:
                 self._respond(tx, req, 200, leg)
                 if leg.state is LEG_ANSWERED:
                     leg.state = FAILED
-                    self.m.forget_leg(leg)
+                    self.ctx.forget_leg(leg)
                 return
             if self.winner is not None or self.state is not SETUP:
                 self._respond(tx, req, 481, leg)
@@ -793,7 +793,7 @@ class Call:
             leg.pending = tx
             sdp = req.body
             if sdp:
-                d = self.m.media.offer(self.id, self._media_tag(leg), sdp, leg.label)
+                d = self.ctx.media.offer(self.id, self._media_tag(leg), sdp, leg.label)
                 d.addCallbacks(lambda s: self._relay_request(leg, other, req, tx, s),
                                self._media_failed)
             else:
@@ -809,7 +809,7 @@ class Call:
         ok = False
         if len(rack) == 3 and rack[0].isdigit():
             a_tx = self.a.tx
-            ok = a_tx is not None and self.m.core.layer.prack_received(a_tx, int(rack[0]))
+            ok = a_tx is not None and self.ctx.prack_received(a_tx, int(rack[0]))
         self._respond(tx, req, 200 if ok else 481, self.a)
         if ok and self.a.queued and not self.a.tx.reliable_1xx:
             status, reason, sdp = self.a.queued.pop(0)
@@ -827,7 +827,7 @@ class Call:
             for value in req.headers.get_lines(name):
                 out.headers.add(name.title(), value)
         if req.method in ("INVITE", "UPDATE"):
-            out.headers.add("Allow", self.m.allow)
+            out.headers.add("Allow", self.ctx.allow)
         if req.method == "INVITE":
             out.headers.add("Supported", "100rel")      # every INVITE we send says so
         if body:
@@ -836,7 +836,7 @@ class Call:
             out.headers.add("Content-Length", "0")
         if req.method == "INVITE":
             other.pending = ("relay", tx)
-        self.m.send(out, other.dialog.destination(), self, other, ("relay", leg, req, tx))
+        self.ctx.send_request(out, other.dialog.destination(), self, other, ("relay", leg, req, tx))
 
     def relayed_response(self, to_leg, from_leg, req: Request, tx, resp: Response) -> None:
         """A response on the other leg to a request we relayed: send it back on ``from_leg``."""
@@ -854,12 +854,12 @@ class Call:
             else:
                 self.awaiting_ack = (to_leg, resp)
         if resp.body and 200 <= resp.status < 300 and req.method in ("INVITE", "UPDATE") and req.body:
-            d = self.m.media.answer(self.id, self._media_tag(from_leg), self._media_tag(to_leg),
+            d = self.ctx.media.answer(self.id, self._media_tag(from_leg), self._media_tag(to_leg),
                                     resp.body, to_leg.label)
             d.addCallbacks(lambda s: self._send_relayed(from_leg, req, tx, resp, s),
                            self._media_failed)
         elif resp.body and 200 <= resp.status < 300 and req.method == "INVITE":
-            d = self.m.media.offer(self.id, self._media_tag(to_leg), resp.body, to_leg.label)
+            d = self.ctx.media.offer(self.id, self._media_tag(to_leg), resp.body, to_leg.label)
             d.addCallbacks(lambda s: self._send_relayed(from_leg, req, tx, resp, s),
                            self._media_failed)
         else:
@@ -881,7 +881,7 @@ class Call:
         for name, value in resp.headers:
             if name.lower() in ("retry-after",) and resp.status >= 400:
                 out.headers.add(name, value)
-        self.m.core.send_response(tx, out, self.m.now())
+        self.ctx.send_response(tx, out, self.ctx.now())
 
     def _ack_reinvite(self, leg, resp: Response, sdp: bytes) -> None:
         dialog = leg.dialog
@@ -890,7 +890,7 @@ class Call:
             ack.set_body(sdp, "application/sdp")
         else:
             ack.headers.add("Content-Length", "0")
-        self.m.core.send_ack(ack, dialog.destination())
+        self.ctx.send_ack(ack, dialog.destination())
 
     def _relay_ack(self, leg, ack: Request) -> None:
         """An ACK for a relayed re-INVITE 2xx: carry its answer to the far side if it waited."""
@@ -900,7 +900,7 @@ class Call:
         self.awaiting_ack = None
         to_leg, resp = waiting
         if ack.body:
-            d = self.m.media.answer(self.id, self._media_tag(to_leg), self._media_tag(leg),
+            d = self.ctx.media.answer(self.id, self._media_tag(to_leg), self._media_tag(leg),
                                     ack.body, leg.label)
             d.addCallbacks(lambda s: self._ack_reinvite(to_leg, resp, s), self._media_failed)
         else:
@@ -913,7 +913,7 @@ class Call:
         resp = make_response(req, status, reason, to_tag=tx.to_tag or tag)
         if status == 491:
             resp.headers.add("Retry-After", "1")
-        self.m.core.send_response(tx, resp, self.m.now())
+        self.ctx.send_response(tx, resp, self.ctx.now())
 
     # -- failures of our own transactions ------------------------------------------------------------
     def leg_failed(self, leg, purpose, reason: str) -> None:
@@ -977,9 +977,9 @@ class Call:
         self.state = ENDED
         self.disposition = disposition
         self.cause = cause
-        self.end_time = self.m.wall()
+        self.end_time = self.ctx.wall()
         self._stop_timers()
-        self.m.call_ended(self)
+        self.ctx.ended(self)
 
 
 def inactive_answer(offer: bytes, address: str) -> bytes:

@@ -25,6 +25,7 @@ from zope.interface import implementer
 
 from mss.call.call import Call
 from mss.call.cdr import cdr_of, rejected_cdr
+from mss.call.context import CallContext
 from mss.call.legs import ALeg, BLeg
 from mss.call.media import PassThroughMedia
 from mss.call.routing import Router
@@ -34,7 +35,6 @@ from mss.services.api import ANSWER, BREAK_IN, FEATURE, REDIRECT, REJECT, is_ano
 from mss.sip.core import ALLOW, ITransactionUser
 from mss.sip.message import make_response
 
-CALL_WAITING_OFF = "call_waiting_off"
 MEDIA_DOWN = "Media Gateway Unavailable"
 
 
@@ -75,9 +75,32 @@ class _GuardedTimers:
         return getattr(self.heap, name)
 
 
+class _InContext:
+    """A setting the calls read from the ``CallContext``: set on the manager (by the
+    assembly, operations or tests), kept in one place."""
+
+    def __set_name__(self, owner, name):
+        self.name = name
+
+    def __get__(self, manager, owner=None):
+        return self if manager is None else getattr(manager.context, self.name)
+
+    def __set__(self, manager, value):
+        setattr(manager.context, self.name, value)
+
+
 @implementer(ITransactionUser)
 class CallManager:
     log = Logger()
+
+    media = _InContext()
+    hooks = _InContext()
+    router = _InContext()
+    trunks = _InContext()
+    no_answer_timeout = _InContext()
+    max_duration = _InContext()
+    forward_limit = _InContext()
+    call_waiting = _InContext()
 
     def __init__(self, core, clock, store, directory, bindings, auth, *, domain: str,
                  no_answer_timeout: float = 30, max_duration: float = 0, max_setup: int = 200,
@@ -90,22 +113,28 @@ class CallManager:
         self.bindings = bindings
         self.auth = auth
         self.domain = domain
-        self.no_answer_timeout = no_answer_timeout
-        self.max_duration = max_duration
         self.max_setup = max_setup
         self.retry_after = retry_after
         self.prefer_100rel = prefer_100rel
-        self.call_waiting = call_waiting
-        self.media = media or PassThroughMedia()
         self.timers = _GuardedTimers(core.timers, self)     # a failing timer ends its call
         self.allow = ALLOW
         self.contact_user = "mss"
-        self.trunks = trunks                              # TrunkDispatcher or None
-        self.router = Router(directory, bindings, trunks)
-        self.forward_limit = 5
         self.in_call: dict[str, int] = {}                 # extension -> active calls
-        self.hooks = ServiceHooks(None, directory, bindings, self.wall, self.in_call)
         self._wall = wall or clock.seconds
+        self.context = CallContext(
+            now=clock.seconds, wall=self._wall, timers=self.timers,
+            send_request=self.send, send_response=core.send_response,
+            send_reliable_provisional=core.send_reliable_provisional, send_ack=core.send_ack,
+            cancel=core.cancel, prack_received=core.layer.prack_received, new_tag=core.new_tag,
+            new_call_id=self.new_call_id, contact_uri=core.contact_uri,
+            local_host=core.local_host, media=media or PassThroughMedia(),
+            hooks=ServiceHooks(None, directory, bindings, self._wall, self.in_call),
+            router=Router(directory, bindings, trunks), directory=directory, trunks=trunks,
+            register_leg=self.register_leg, forget_leg=self.forget_leg,
+            answered=self.call_answered, ended=self.call_ended,
+            media_down_headers=self.media_down_headers, domain=domain, allow=self.allow,
+            contact_user=self.contact_user, no_answer_timeout=no_answer_timeout,
+            max_duration=max_duration, call_waiting=call_waiting)
         self.calls: dict[str, Call] = {}                 # A-leg Call-ID -> call
         self._legs: dict[tuple, tuple] = {}              # (Call-ID, our tag) -> (call, leg)
         self._tx: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -438,7 +467,7 @@ class CallManager:
             if decision.action == REJECT:
                 return refuse(decision.code, decision.reason, f"service {decision.service}")
             if decision.action == REDIRECT:
-                onward = self._onward(facts, decision)
+                onward = hooks.onward_refusal(facts, decision)
                 if onward is not None:
                     return refuse(onward.code, onward.reason, f"service {onward.service}")
                 diversions.append((dialled, decision))
@@ -451,8 +480,8 @@ class CallManager:
         for _ in range(self.forward_limit + 1):
             if not hooks.active or route.extension is None:
                 break
-            state = hooks.callee_state(route.extension,
-                                       self._waiting_blocked(self.directory(route.extension)))
+            state = hooks.callee_state(
+                route.extension, self.context.waiting_blocked(self.directory(route.extension)))
             facts = hooks.facts(request, request.call_id, caller, route.extension,
                                 diversions=[n for n, _ in diversions], **facts_args)
             decision = hooks.terminating(facts, state)
@@ -461,7 +490,7 @@ class CallManager:
             if decision.action == REJECT:
                 return refuse(decision.code, decision.reason, f"service {decision.service}")
             if decision.action == REDIRECT:
-                onward = self._onward(facts, decision)
+                onward = hooks.onward_refusal(facts, decision)
                 if onward is not None:
                     return refuse(onward.code, onward.reason, f"service {onward.service}")
                 diversions.append((route.extension, decision))
@@ -478,7 +507,7 @@ class CallManager:
             return refuse(route.status, route.reason, route.reason)
         callee_ext = route.extension
         ext = self.directory(callee_ext) if callee_ext else None
-        if callee_ext in self.in_call and self._waiting_blocked(ext):
+        if callee_ext in self.in_call and self.context.waiting_blocked(ext):
             return refuse(486, None, "call waiting off")
         call = self._new_call(request, source, tx, caller, caller_ext, display, direction,
                               dialled, callee_ext, trunk)
@@ -494,16 +523,6 @@ class CallManager:
             call.ring(route.targets, ring_time)
         return call
 
-    def _waiting_blocked(self, ext) -> bool:
-        """A second call to this extension while it is in one gets 486 (no call waiting)."""
-        return ext is not None and (ext.has(CALL_WAITING_OFF) or not self.call_waiting)
-
-    def _onward(self, facts, decision):
-        """A forwarded call is checked again as a new call from the forwarding extension
-        (black list, call levels): the refusing Decision, or None when it may go on."""
-        again = self.hooks.originating(facts.diverted(decision.target))
-        return again if again.action == REJECT else None
-
     def _new_call(self, request, source, tx, caller, caller_ext, display, direction, dialled,
                   callee_ext, trunk) -> Call:
         tag = self.core.new_tag()
@@ -511,7 +530,7 @@ class CallManager:
         reliable = "100rel" in request.option_tags("require") or (
             self.prefer_100rel and "100rel" in request.option_tags("supported"))
         a = ALeg(request, tx, source, tag, self.core.contact_uri(source, self.contact_user), reliable)
-        call = Call(self, a, caller=caller, caller_display=display, callee=dialled,
+        call = Call(self.context, a, caller=caller, caller_display=display, callee=dialled,
                     callee_ext=callee_ext, direction=direction, caller_ext=caller_ext)
         if trunk is not None:
             call.trunk, call.trunk_direction = trunk, "in"

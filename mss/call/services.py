@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from twisted.logger import Logger
 
-from mss.services.api import CONTINUE_DECISION, CalleeState, CallFacts, is_anonymous
+from mss.services.api import CONTINUE_DECISION, REJECT, CalleeState, CallFacts, is_anonymous
 
 _HEADERS = ("user-agent", "privacy", "p-asserted-identity", "diversion", "history-info",
             "subject", "alert-info")
@@ -71,6 +71,12 @@ class ServiceHooks:
 
     def terminating(self, facts, state):
         return self.engine.terminating(facts, state) if self.engine is not None else CONTINUE_DECISION
+
+    def onward_refusal(self, facts, decision):
+        """A forwarded call is checked again as a new call from the forwarding extension
+        (black list, call levels): the refusing Decision, or None when it may go on."""
+        again = self.originating(facts.diverted(decision.target))
+        return again if again.action == REJECT else None
 
     def busy(self, facts):
         return self.engine.busy(facts) if self.engine is not None else CONTINUE_DECISION

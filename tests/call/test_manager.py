@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from mss.call.manager import CALL_WAITING_OFF
+from mss.call.context import CALL_WAITING_OFF
 from tests.call.fakes import SDP, InCall, OutCall, Switch, sdp
 
 
