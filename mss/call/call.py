@@ -41,14 +41,14 @@ from twisted.logger import Logger
 from mss.call.cdr import disposition_of
 from mss.call.context import CallContext
 from mss.call.legs import ALeg, BLeg
+from mss.call.reauth import credentials_sent, reauthorized
 from mss.call.media import GatewayMedia
 from mss.call.services import diversion_header
 from mss.call.state import (ANSWERED, CANCELLED, EARLY, ENDED, FAILED, LEG_ANSWERED,
                             SETUP)
 from mss.services.api import CONTINUE_DECISION, is_anonymous
-from mss.sip.digest import client as digest
 from mss.sip.dialog import Dialog
-from mss.sip.headers import Headers, canonical
+from mss.sip.headers import Headers
 from mss.sip.message import Request, Response, make_response
 from mss.sip.uri import parse_uri
 
@@ -56,11 +56,6 @@ COMPLETED_ELSEWHERE = 'SIP;cause=200;text="Call completed elsewhere"'
 # a carrier that has not even sent 100 Trying this long after our INVITE is taken as down and
 # the route's next trunk is tried (Timer B, 32 s, is longer than the usual ring time)
 TRUNK_NO_RESPONSE = 5.0
-
-# headers a request re-sent with credentials gets anew (from its dialog) or must not repeat
-_NOT_COPIED_ON_AUTH = frozenset(("via", "from", "to", "call-id", "cseq", "max-forwards", "route",
-                                 "contact", "authorization", "proxy-authorization",
-                                 "content-length", "content-type"))
 
 # headers copied across when relaying an in-dialog request or a response
 _RELAYED = ("content-type", "content-disposition", "info-package", "event", "subscription-state",
@@ -194,58 +189,29 @@ class Call:
         self._b_failed(leg, 408, "")
 
     def _trunk_auth(self, leg: BLeg, resp: Response) -> bool:
-        """Answer a carrier's 401/407 once per challenge with the trunk's auth ID."""
-        challenge = digest.challenge_in(resp)
-        if challenge is None or leg.auth_tries >= 2 or (leg.auth_tries and not challenge.stale):
+        """Answer a carrier's 401/407 to our INVITE with the trunk's credentials."""
+        again = reauthorized(leg.invite, resp, leg.trunk, leg.auth_tries, self.ctx.new_tag)
+        if again is None:
             return False
         leg.auth_tries += 1
-        invite = leg.invite
-        again = Request("INVITE", invite.uri, invite.headers.copy(), invite.body)
-        again.headers.remove("via")
-        again.headers.remove("authorization")
-        again.headers.remove("proxy-authorization")
-        again.headers.set("CSeq", f"{invite.cseq.number + 1} INVITE")
-        trunk = leg.trunk
-        again.headers.add("Authorization" if resp.status == 401 else "Proxy-Authorization",
-                          digest.authorization(challenge, trunk.username, trunk.password, "INVITE",
-                                               str(invite.uri), cnonce=self.ctx.new_tag(),
-                                               nc=1))
-        if invite.body:
-            again.set_body(invite.body, invite.headers.get("content-type"))
-        else:
-            again.headers.set("Content-Length", "0")
-        again.invalidate()
         leg.invite = again
         leg.tx = self.ctx.send_request(again, leg.dest, self, leg, "invite")
         return True
 
     def trunk_challenged(self, leg, purpose, req: Request, resp: Response) -> bool:
         """A carrier challenged a request we sent in its dialog (BYE, PRACK, a re-INVITE or
-        INFO relayed from the caller...): send it again once, with a new CSeq and the
-        trunk's credentials. False when it cannot be answered (handled as any failure)."""
+        INFO relayed from the caller...): send it again with the trunk's credentials. False
+        when it cannot be answered (handled as any failure)."""
         trunk = getattr(leg, "trunk", None)
         if trunk is None or req is None or req.method in ("ACK", "CANCEL"):
-            return False
-        challenge = digest.challenge_in(resp)
-        answered = "authorization" in req.headers or "proxy-authorization" in req.headers
-        if challenge is None or (answered and not challenge.stale):
             return False
         dialog = leg.dialog if leg.dialog is not None and \
             leg.dialog.remote_tag == req.to.tag else leg.dialogs.get(req.to.tag)
         if dialog is None:
             return False
-        again = dialog.request(req.method)
-        for name, value in req.headers:
-            if canonical(name) not in _NOT_COPIED_ON_AUTH:
-                again.headers.add(name, value)
-        if req.body:
-            again.set_body(req.body, req.headers.get("content-type") or "application/sdp")
-        else:
-            again.headers.add("Content-Length", "0")
-        again.headers.add("Authorization" if resp.status == 401 else "Proxy-Authorization",
-                          digest.authorization(challenge, trunk.username, trunk.password,
-                                               req.method, str(again.uri),
-                                               cnonce=self.ctx.new_tag(), nc=1))
+        again = reauthorized(req, resp, trunk, credentials_sent(req), self.ctx.new_tag, dialog)
+        if again is None:
+            return False
         self.ctx.send_request(again, dialog.destination(), self, leg, purpose)
         return True
 
