@@ -40,8 +40,11 @@ from twisted.logger import Logger
 
 from mss.call.cdr import disposition_of
 from mss.call.context import CallContext
-from mss.call.legs import ALeg, BLeg
+from mss.call.hunting import TRUNK_NO_RESPONSE, TrunkHunt, fails_over
+from mss.call.legs import ALeg, BLeg, respond
 from mss.call.reauth import credentials_sent, reauthorized
+from mss.call.relay import relay_ack, relay_failed, relay_offer, relay_request
+from mss.call.reliable import caller_prack, needs_prack, prack_callee, send_provisional
 from mss.call.media import GatewayMedia
 from mss.call.services import diversion_header
 from mss.call.state import (ANSWERED, CANCELLED, EARLY, ENDED, FAILED, LEG_ANSWERED,
@@ -53,15 +56,6 @@ from mss.sip.message import Request, Response, make_response
 from mss.sip.uri import parse_uri
 
 COMPLETED_ELSEWHERE = 'SIP;cause=200;text="Call completed elsewhere"'
-# a carrier that has not even sent 100 Trying this long after our INVITE is taken as down and
-# the route's next trunk is tried (Timer B, 32 s, is longer than the usual ring time)
-TRUNK_NO_RESPONSE = 5.0
-
-# headers copied across when relaying an in-dialog request or a response
-_RELAYED = ("content-type", "content-disposition", "info-package", "event", "subscription-state",
-            "reason", "rseq", "recv-info", "allow-events")
-
-
 def _best_failure(statuses: list[int]) -> int:
     """RFC 3261 §16.7 step 6, simplified for a B2BUA: 6xx, busy, other 4xx, 5xx, else 480."""
     if not statuses:
@@ -108,9 +102,8 @@ class Call:
         self.trunk = None                          # name of the trunk the call uses, if any
         self.trunk_direction = ""                  # "in" / "out"
         self.inbound_trunk = None                  # the trunk it came in on (its "in" count)
-        self.plan: list = []                       # remaining (Trunk, number) to try
-        self.plan_refusals: list[int] = []
-        self.b_sdp = b""
+        self.hunt: TrunkHunt | None = None         # the route's trunks still to try
+        self.b_sdp = b""                           # the offer as the trunks get it
         self.extra_headers: list[tuple[str, str]] = []   # added to every B-leg INVITE
         self.diversions: list[str] = []            # numbers the call was forwarded from
         self.awaiting_ack = None                   # (leg, 2xx) of an offerless re-INVITE
@@ -128,55 +121,51 @@ class Call:
             self._send_invites(targets, b"")
         else:
             d.addCallbacks(lambda s: self._send_invites(targets, s),
-                           lambda f: self._media_failed(f))
+                           lambda f: self.media_failed(f))
         self.timers.append(self.ctx.timers.call_at(self.ctx.now() + ring_time, self._no_answer))
 
     def ring_trunks(self, plan, ring_time: float) -> None:
-        """Out through carrier trunks: try ``plan`` in order (failover on 5xx, 408, transport)."""
-        self.plan = list(plan)
+        """Out through carrier trunks: hunt through ``plan`` in order (mss.call.hunting)."""
+        if self.hunt is None:
+            self.hunt = TrunkHunt(self.ctx.trunks)
+        self.hunt.start(plan)
         sdp = self.a.request.body
         d = self.ctx.media.offer(self.id, self.a.request.from_.tag, sdp, "A") if sdp else None
 
         def go(sdp_b):
             self.b_sdp = sdp_b
             if not self._next_trunk():
-                limits = self.plan_refusals
-                self.fail(403 if limits and all(r == 403 for r in limits) else 503, None,
-                          "no trunk accepted the call")
+                self.fail(self.hunt.refusal(), None, "no trunk accepted the call")
         # armed first: a call every trunk refuses ends in go(), which stops its timers
         self.timers.append(self.ctx.timers.call_at(self.ctx.now() + ring_time, self._no_answer))
         if d is None:
             go(b"")
         else:
-            d.addCallbacks(go, self._media_failed)
+            d.addCallbacks(go, self.media_failed)
 
     def _next_trunk(self) -> bool:
-        """Place the B leg on the next trunk that accepts the call; False when none is left."""
+        """Place the B leg on the next trunk that takes the call; False when none is left."""
         if self.state is not SETUP:
             return False
-        trunks = self.ctx.trunks
-        while self.plan:
-            trunk, number = self.plan.pop(0)
-            refused = trunks.acquire(trunk, "out")
-            if refused:
-                self.plan_refusals.append(refused)
-                self.log.info("call {call_id}: trunk {trunk} refused the call ({status})",
-                              call_id=self.id, trunk=trunk.name, status=refused)
-                continue
-            self.trunk, self.trunk_direction = trunk.name, "out"
-            dest = trunks.destination(trunk)
-            leg = BLeg(self.ctx.new_call_id(), self.ctx.new_tag(), trunk.request_uri(number),
-                       dest, self.ctx.contact_uri(dest, trunk.account), trunk.name)
-            leg.trunk, leg.number = trunk, number
-            self.b_legs.append(leg)
-            leg.invite = self._b_invite(leg, self.b_sdp)
-            self.ctx.register_leg(self, leg)
-            leg.tx = self.ctx.send_request(leg.invite, dest, self, leg, "invite")
-            if self.plan:
-                self.timers.append(self.ctx.timers.call_at(self.ctx.now() + TRUNK_NO_RESPONSE,
-                                                         self._trunk_silent, leg))
-            return True
-        return False
+        hunt = self.hunt
+        found = hunt.next(self.id)
+        if found is None:
+            return False
+        trunk, number = found
+        self.trunk, self.trunk_direction = trunk.name, "out"
+        ctx = self.ctx
+        dest = ctx.trunks.destination(trunk)
+        leg = BLeg(ctx.new_call_id(), ctx.new_tag(), trunk.request_uri(number), dest,
+                   ctx.contact_uri(dest, trunk.account), trunk.name)
+        leg.trunk, leg.number = trunk, number
+        self.b_legs.append(leg)
+        leg.invite = self._b_invite(leg, self.b_sdp)
+        ctx.register_leg(self, leg)
+        leg.tx = ctx.send_request(leg.invite, dest, self, leg, "invite")
+        if hunt.more:
+            self.timers.append(ctx.timers.call_at(ctx.now() + TRUNK_NO_RESPONSE,
+                                                  self._trunk_silent, leg))
+        return True
 
     def _trunk_silent(self, leg: BLeg) -> None:
         """No response at all from this trunk's carrier: fail over now. The leg is cancelled
@@ -215,7 +204,7 @@ class Call:
         self.ctx.send_request(again, dialog.destination(), self, leg, purpose)
         return True
 
-    def _media_failed(self, failure) -> None:
+    def media_failed(self, failure) -> None:
         self.log.error("media gateway failed for call {call_id}: {error}", call_id=self.id,
                        error=failure.getErrorMessage())
         self.fail(503, "Media Gateway Unavailable", "media", self.ctx.media_down_headers())
@@ -316,9 +305,8 @@ class Call:
                 dialog = Dialog.from_uac(leg.invite, resp, leg.dest, leg.contact)
                 leg.dialogs[tag] = dialog
             leg.state = EARLY
-            if "100rel" in resp.option_tags("require") and resp.headers.get("rseq"):
-                if not self._prack(leg, dialog, resp):
-                    return                   # a retransmission (or a bad RSeq): seen already
+            if needs_prack(resp) and not prack_callee(self.ctx, self, leg, dialog, resp):
+                return                       # a retransmission (or a bad RSeq): seen already
         if self.state is not SETUP or not leg.open:
             return                           # not from a leg we gave up on (a silent trunk)
         sdp = resp.body if resp.body and not self.early_sdp_sent else b""
@@ -326,54 +314,18 @@ class Call:
             self.early_sdp_sent = True
             d = self.ctx.media.answer(self.id, self.a.request.from_.tag, leg.tag, sdp, "B")
             d.addCallbacks(lambda s: self._a_provisional(resp.status, resp.reason, s),
-                           self._media_failed)
+                           self.media_failed)
         elif resp.status in (180, 181, 182, 183):
             self._a_provisional(resp.status, resp.reason, b"")
-
-    def _prack(self, leg: BLeg, dialog: Dialog, resp: Response) -> bool:
-        """RFC 3262 §4: PRACK in the early dialog of that provisional (its To tag, Contact as
-        Request-URI, Record-Route as route set). False for a retransmission, already PRACKed."""
-        try:
-            rseq = int(resp.headers.get("rseq").strip())
-        except ValueError:
-            return False
-        last = dialog.prack_rseq
-        if last is not None and rseq <= last:
-            return False                                 # a retransmission: already PRACKed
-        dialog.prack_rseq = rseq
-        prack = dialog.request("PRACK")
-        prack.headers.add("RAck", f"{rseq} {leg.invite.cseq.number} INVITE")
-        prack.headers.add("Content-Length", "0")
-        self.ctx.send_request(prack, dialog.destination(), self, leg, "prack")
-        return True
 
     def _a_provisional(self, status: int, reason: str, sdp: bytes) -> None:
         if self.state is not SETUP or self.a.tx.terminated:
             return
-        a = self.a
-        if a.reliable and a.tx.reliable_1xx:
-            # RFC 3262 §3: no second reliable provisional until the first is PRACKed
-            if sdp or not any(q[0] == status and not q[2] for q in a.queued):
-                a.queued.append((status, reason, sdp))
-            return
-        resp = make_response(a.request, status, reason, to_tag=a.tag)
-        resp.headers.add("Contact", f"<{a.contact}>")
-        if sdp:
-            resp.set_body(sdp, "application/sdp")
-        if a.dialog is None:
-            a.dialog = Dialog.from_uas(a.request, a.tag, a.source, a.contact)
-        now = self.ctx.now()
-        if a.reliable:
-            a.rseq += 1
-            resp.headers.add("Require", "100rel")
-            resp.headers.add("RSeq", str(a.rseq))
-            self.ctx.send_reliable_provisional(a.tx, resp, now)
-        else:
-            self.ctx.send_response(a.tx, resp, now)
+        send_provisional(self.ctx, self.a, status, reason, sdp)
 
     def _b_answered(self, leg: BLeg, resp: Response) -> None:
         if leg.state is LEG_ANSWERED:
-            self._re_ack(leg)                               # 2xx retransmission
+            self.re_ack(leg)                               # 2xx retransmission
             return
         cancelled = leg.state is CANCELLED
         dialog = leg.dialogs.get(resp.to.tag)
@@ -389,7 +341,7 @@ class Call:
             # a late 2xx (another device won, the caller is gone, or we gave up on this
             # leg, e.g. a silent trunk): ACK and BYE it
             self._ack(leg, b"")
-            self._bye(leg, "Call completed elsewhere" if self.winner else None)
+            self.bye(leg, "Call completed elsewhere" if self.winner else None)
             return
         self.winner = leg
         leg.answered_sdp = resp.body
@@ -404,7 +356,7 @@ class Call:
                 d = self.ctx.media.offer(self.id, leg.tag, resp.body, "B")
             else:
                 d = self.ctx.media.answer(self.id, self.a.request.from_.tag, leg.tag, resp.body, "B")
-            d.addCallbacks(lambda s: self._a_answer(resp, s), self._media_failed)
+            d.addCallbacks(lambda s: self._a_answer(resp, s), self.media_failed)
         else:
             self._a_answer(resp, b"")
 
@@ -446,14 +398,14 @@ class Call:
             return
         if any(b.open for b in self.b_legs):
             return                                   # others still ring
-        if leg.trunk is not None and (status >= 500 or status == 408) and status < 600:
-            self.ctx.trunks.release(leg.trunk.name, "out")
+        if leg.trunk is not None and fails_over(status):
+            self.hunt.release(leg.trunk)
             self.trunk = None
             if self._next_trunk():                   # failover to the next trunk of the route
                 return
         failures = [b.status for b in self.b_legs if b.state is FAILED]
-        if not self.b_legs and self.plan_refusals:
-            failures = [403 if all(r == 403 for r in self.plan_refusals) else 503]
+        if not self.b_legs and self.hunt is not None and self.hunt.refusals:
+            failures = [self.hunt.refusal()]
         best = _best_failure(failures)
         if best in (486, 600) and self.ctx.hooks.active and self.callee_ext:
             decision = self.ctx.hooks.busy(self.facts())
@@ -654,11 +606,13 @@ class Call:
         leg.invite = None
         leg.tx = None
 
-    def _re_ack(self, leg: BLeg) -> None:
+    def re_ack(self, leg: BLeg) -> None:
+        """The kept ACK again, for a retransmitted 2xx (RFC 3261 §13.2.2.4)."""
         if leg.ack is not None:
             self.ctx.send_ack(leg.ack, leg.dialog.destination())
 
-    def _bye(self, leg, reason: str | None = None) -> None:
+    def bye(self, leg, reason: str | None = None) -> None:
+        """BYE in ``leg``'s dialog (a Reason when given)."""
         dialog = leg.dialog
         if dialog is None:
             return
@@ -678,11 +632,11 @@ class Call:
                 body = ack.body
                 if body:
                     d = self.ctx.media.answer(self.id, self.winner.tag, a.request.from_.tag, body, "A")
-                    d.addCallbacks(lambda s: self._ack(self.winner, s), self._media_failed)
+                    d.addCallbacks(lambda s: self._ack(self.winner, s), self.media_failed)
                 else:
                     self._ack(self.winner, b"")
             return
-        self._relay_ack(a, ack)
+        relay_ack(self, a, ack)
 
     def hangup(self, by: str = "operator") -> None:
         """End an answered call from our side (operator, max duration, shutdown, failure)."""
@@ -691,9 +645,9 @@ class Call:
             return
         if self.state is not ANSWERED:
             return
-        self._bye(self.a)
+        self.bye(self.a)
         if self.winner is not None:
-            self._bye(self.winner)
+            self.bye(self.winner)
         self.end("answered", f"hangup by {by}")
 
     def _max_duration(self) -> None:
@@ -711,13 +665,13 @@ class Call:
             if leg is self.a:
                 self.a_ack(req)
             else:
-                self._relay_ack(leg, req)
+                relay_ack(self, leg, req)
             return
         if dialog is None:
-            self._respond(tx, req, 481, leg)
+            respond(self.ctx, tx, req, 481, leg)
             return
         if not dialog.accept_remote_cseq(req):
-            self._respond(tx, req, 500, leg, "CSeq Out Of Order")
+            respond(self.ctx, tx, req, 500, leg, "CSeq Out Of Order")
             return
         if method == "PRACK" and leg is self.a:
             self._a_prack(req, tx)
@@ -725,163 +679,46 @@ class Call:
         if leg is not self.a and leg is not self.winner:
             # a device that lost the race (or an early dialog of one that is still ringing)
             if method == "BYE":
-                self._respond(tx, req, 200, leg)
+                respond(self.ctx, tx, req, 200, leg)
                 if leg.state is LEG_ANSWERED:
                     leg.state = FAILED
                     self.ctx.forget_leg(leg)
                 return
             if self.winner is not None or self.state is not SETUP:
-                self._respond(tx, req, 481, leg)
+                respond(self.ctx, tx, req, 481, leg)
                 return
         if method == "BYE":
-            self._respond(tx, req, 200, leg)
+            respond(self.ctx, tx, req, 200, leg)
             other = self.other(leg)
             if self.state is SETUP and leg is self.a:
                 self.caller_cancelled()
                 return
             if other is not None and other.dialog is not None:
-                self._bye(other)
+                self.bye(other)
             self.end("answered" if self.answer_time else disposition_of(self.status or 487),
                      "BYE from " + ("caller" if leg is self.a else "callee"))
             return
         other = self.other(leg)
         if other is None or other.dialog is None or self.state is not ANSWERED:
             if method in ("INVITE", "UPDATE") and self.state is SETUP:
-                self._respond(tx, req, 491 if method == "INVITE" else 500, leg)
+                respond(self.ctx, tx, req, 491 if method == "INVITE" else 500, leg)
             else:
-                self._respond(tx, req, 481 if other is None else 491, leg)
+                respond(self.ctx, tx, req, 481 if other is None else 491, leg)
             return
         if method in ("INVITE", "UPDATE"):
-            if leg.pending is not None or other.pending is not None:
-                self._respond(tx, req, 491, leg)            # glare (RFC 3261 §14.2)
-                return
-            dialog.target_refresh(req)
-            leg.pending = tx
-            sdp = req.body
-            if sdp:
-                d = self.ctx.media.offer(self.id, self._media_tag(leg), sdp, leg.label)
-                d.addCallbacks(lambda s: self._relay_request(leg, other, req, tx, s),
-                               self._media_failed)
-            else:
-                self._relay_request(leg, other, req, tx, b"")
-            return
-        self._relay_request(leg, other, req, tx, req.body)
+            relay_offer(self, leg, other, req, tx)
+        else:
+            relay_request(self, leg, other, req, tx, req.body)
 
-    def _media_tag(self, leg) -> str:
+    def media_tag(self, leg) -> str:
+        """The leg's tag as the media anchor knows it (the caller's From tag for the A leg)."""
         return self.a.request.from_.tag if leg is self.a else leg.tag
 
     def _a_prack(self, req: Request, tx) -> None:
-        rack = (req.headers.get("rack") or "").split()
-        ok = False
-        if len(rack) == 3 and rack[0].isdigit():
-            a_tx = self.a.tx
-            ok = a_tx is not None and self.ctx.prack_received(a_tx, int(rack[0]))
-        self._respond(tx, req, 200 if ok else 481, self.a)
-        if ok and self.a.queued and not self.a.tx.reliable_1xx:
-            status, reason, sdp = self.a.queued.pop(0)
-            self._a_provisional(status, reason, sdp)
+        due = caller_prack(self.ctx, self.a, req, tx)
+        if due is not None:
+            self._a_provisional(*due)
 
-    def _relay_request(self, leg, other, req: Request, tx, body: bytes) -> None:
-        if self.state is not ANSWERED:
-            leg.pending = None
-            self._respond(tx, req, 481, leg)
-            return
-        out = other.dialog.request(req.method)
-        for name in _RELAYED:
-            if name == "content-type":
-                continue
-            for value in req.headers.get_lines(name):
-                out.headers.add(name.title(), value)
-        if req.method in ("INVITE", "UPDATE"):
-            out.headers.add("Allow", self.ctx.allow)
-        if req.method == "INVITE":
-            out.headers.add("Supported", "100rel")      # every INVITE we send says so
-        if body:
-            out.set_body(body, req.headers.get("content-type") or "application/sdp")
-        else:
-            out.headers.add("Content-Length", "0")
-        if req.method == "INVITE":
-            other.pending = ("relay", tx)
-        self.ctx.send_request(out, other.dialog.destination(), self, other, ("relay", leg, req, tx))
-
-    def relayed_response(self, to_leg, from_leg, req: Request, tx, resp: Response) -> None:
-        """A response on the other leg to a request we relayed: send it back on ``from_leg``."""
-        if resp.status == 100:
-            return
-        if req.method in ("INVITE", "UPDATE") and resp.status >= 200:
-            from_leg.pending = None
-            to_leg.pending = None
-            if 200 <= resp.status < 300 and to_leg.dialog is not None:
-                to_leg.dialog.target_refresh(resp)
-        if req.method == "INVITE" and 200 <= resp.status < 300:
-            # ACK the far side now when the re-INVITE carried the offer, else on the near ACK
-            if req.body:
-                self._ack_reinvite(to_leg, resp, b"")
-            else:
-                self.awaiting_ack = (to_leg, resp)
-        if resp.body and 200 <= resp.status < 300 and req.method in ("INVITE", "UPDATE") and req.body:
-            d = self.ctx.media.answer(self.id, self._media_tag(from_leg), self._media_tag(to_leg),
-                                    resp.body, to_leg.label)
-            d.addCallbacks(lambda s: self._send_relayed(from_leg, req, tx, resp, s),
-                           self._media_failed)
-        elif resp.body and 200 <= resp.status < 300 and req.method == "INVITE":
-            d = self.ctx.media.offer(self.id, self._media_tag(to_leg), resp.body, to_leg.label)
-            d.addCallbacks(lambda s: self._send_relayed(from_leg, req, tx, resp, s),
-                           self._media_failed)
-        else:
-            self._send_relayed(from_leg, req, tx, resp, resp.body)
-
-    def _send_relayed(self, from_leg, req, tx, resp: Response, body: bytes) -> None:
-        if tx.terminated:
-            return
-        out = make_response(req, resp.status, resp.reason, to_tag=tx.to_tag or from_leg.dialog.local_tag)
-        for name in _RELAYED:
-            if name in ("rseq", "content-type"):
-                continue
-            for value in resp.headers.get_lines(name):
-                out.headers.add(name.title(), value)
-        if req.method in ("INVITE", "UPDATE") and resp.status < 300:
-            out.headers.add("Contact", f"<{from_leg.dialog.contact}>")
-        if body:
-            out.set_body(body, resp.headers.get("content-type") or "application/sdp")
-        for name, value in resp.headers:
-            if name.lower() in ("retry-after",) and resp.status >= 400:
-                out.headers.add(name, value)
-        self.ctx.send_response(tx, out, self.ctx.now())
-
-    def _ack_reinvite(self, leg, resp: Response, sdp: bytes) -> None:
-        dialog = leg.dialog
-        ack = dialog.request("ACK", cseq=resp.cseq.number)
-        if sdp:
-            ack.set_body(sdp, "application/sdp")
-        else:
-            ack.headers.add("Content-Length", "0")
-        self.ctx.send_ack(ack, dialog.destination())
-
-    def _relay_ack(self, leg, ack: Request) -> None:
-        """An ACK for a relayed re-INVITE 2xx: carry its answer to the far side if it waited."""
-        waiting = self.awaiting_ack
-        if waiting is None:
-            return
-        self.awaiting_ack = None
-        to_leg, resp = waiting
-        if ack.body:
-            d = self.ctx.media.answer(self.id, self._media_tag(to_leg), self._media_tag(leg),
-                                    ack.body, leg.label)
-            d.addCallbacks(lambda s: self._ack_reinvite(to_leg, resp, s), self._media_failed)
-        else:
-            self._ack_reinvite(to_leg, resp, b"")
-
-    def _respond(self, tx, req: Request, status: int, leg, reason: str | None = None) -> None:
-        if tx is None:
-            return
-        tag = leg.dialog.local_tag if getattr(leg, "dialog", None) is not None else None
-        resp = make_response(req, status, reason, to_tag=tx.to_tag or tag)
-        if status == 491:
-            resp.headers.add("Retry-After", "1")
-        self.ctx.send_response(tx, resp, self.ctx.now())
-
-    # -- failures of our own transactions ------------------------------------------------------------
     def leg_failed(self, leg, purpose, reason: str) -> None:
         """A transaction we sent on ``leg`` timed out or hit a transport error."""
         if purpose == "invite":
@@ -899,19 +736,7 @@ class Call:
             return
         if isinstance(purpose, tuple) and purpose[0] == "relay":
             _, from_leg, req, tx = purpose
-            if req.method in ("INVITE", "UPDATE"):
-                from_leg.pending = None
-                leg.pending = None
-            self._respond(tx, req, 408, from_leg)
-            # a leg that cannot be reached in a confirmed dialog ends the call (clean teardown)
-            self.log.info("call {call_id}: {method} to the {label} leg failed ({reason}); ending",
-                          call_id=self.id, method=req.method, label=leg.label, reason=reason)
-            if self.state is ENDED:
-                return
-            self._bye(from_leg)
-            if reason != "transport":
-                self._bye(leg)
-            self.end("answered" if self.answer_time else "failed", f"{leg.label} leg {reason}")
+            relay_failed(self, leg, from_leg, req, tx, reason)
 
     def a_failed(self, reason: str) -> None:
         """Our INVITE transaction toward the caller failed (no ACK, no PRACK, transport)."""
@@ -921,9 +746,9 @@ class Call:
         if self.state is ANSWERED and reason in ("ack-timeout", "transport"):
             self.log.info("call {call_id}: caller never acknowledged the answer", call_id=self.id)
             if self.winner is not None:
-                self._bye(self.winner)
+                self.bye(self.winner)
             if reason == "ack-timeout":
-                self._bye(self.a)                   # §13.3.1.4: the UAS core sends BYE
+                self.bye(self.a)                   # §13.3.1.4: the UAS core sends BYE
             self.end("failed", "no ACK from caller")
         elif self.state is SETUP:
             for leg in self.b_legs:

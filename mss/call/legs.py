@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from mss.call.state import CALLING, EARLY
 from mss.sip.dialog import Dialog
-from mss.sip.message import Request
+from mss.sip.message import Request, make_response
 
 class ALeg:
     """The caller side: we are UAS."""
@@ -80,3 +80,15 @@ class BLeg:
     @property
     def open(self) -> bool:
         return self.state is CALLING or self.state is EARLY
+
+
+def respond(ctx, tx, req: Request, status: int, leg, reason: str | None = None) -> None:
+    """Answer a request that came in on ``leg`` (its dialog's tag as To tag); a 491 asks
+    to retry after 1 s (RFC 3261 §14.1)."""
+    if tx is None:
+        return
+    tag = leg.dialog.local_tag if getattr(leg, "dialog", None) is not None else None
+    resp = make_response(req, status, reason, to_tag=tx.to_tag or tag)
+    if status == 491:
+        resp.headers.add("Retry-After", "1")
+    ctx.send_response(tx, resp, ctx.now())

@@ -27,6 +27,8 @@ from mss.call.call import Call
 from mss.call.cdr import cdr_of, rejected_cdr
 from mss.call.context import CallContext
 from mss.call.legs import ALeg, BLeg
+from mss.call.relay import relayed_response
+from mss.call.reliable import caller_wants_reliable
 from mss.call.media import PassThroughMedia
 from mss.call.routing import Router
 from mss.call.services import ServiceHooks
@@ -282,7 +284,7 @@ class CallManager:
             self.guarded(call, call.b_invite_response, leg, response)
         elif isinstance(purpose, tuple) and purpose[0] == "relay":
             _, from_leg, req, tx = purpose
-            self.guarded(call, call.relayed_response, leg, from_leg, req, tx, response)
+            self.guarded(call, relayed_response, call, leg, from_leg, req, tx, response)
         # PRACK and BYE answers need nothing: a 405/501 to our PRACK must not break the call
 
     def transaction_failed(self, transaction, reason):
@@ -358,7 +360,7 @@ class CallManager:
             return
         entry = self._legs.get((response.call_id, response.from_.tag))
         if entry is not None and isinstance(entry[1], BLeg):
-            entry[0]._re_ack(entry[1])
+            entry[0].re_ack(entry[1])
 
     # -- new calls ---------------------------------------------------------------------------------
     def _new_invite(self, request, source, tx):
@@ -527,8 +529,7 @@ class CallManager:
                   callee_ext, trunk) -> Call:
         tag = self.core.new_tag()
         tx.to_tag = tag
-        reliable = "100rel" in request.option_tags("require") or (
-            self.prefer_100rel and "100rel" in request.option_tags("supported"))
+        reliable = caller_wants_reliable(request, self.prefer_100rel)
         a = ALeg(request, tx, source, tag, self.core.contact_uri(source, self.contact_user), reliable)
         call = Call(self.context, a, caller=caller, caller_display=display, callee=dialled,
                     callee_ext=callee_ext, direction=direction, caller_ext=caller_ext)
