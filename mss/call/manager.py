@@ -49,6 +49,32 @@ def _caller_change(decision, caller, display):
     return caller, display
 
 
+_GO_ON = object()        # a service decision that lets the call's setup go on
+
+
+class _Setup:
+    """A call being set up in ``CallManager.start_call``, as the services change it."""
+
+    __slots__ = ("caller", "caller_ext", "display", "direction", "trunk", "dialled", "route",
+                 "ring_time", "diversions")
+
+    def __init__(self, caller, caller_ext, display, direction, trunk, dialled, route,
+                 ring_time):
+        self.caller = caller
+        self.caller_ext = caller_ext
+        self.display = display
+        self.direction = direction
+        self.trunk = trunk
+        self.dialled = dialled
+        self.route = route
+        self.ring_time = ring_time
+        self.diversions: list[tuple[str, object]] = []   # (number diverted from, Decision)
+
+    def facts_args(self) -> dict:
+        return dict(display=self.display, caller_ext=self.caller_ext,
+                    direction=self.direction, trunk=self.trunk)
+
+
 class _GuardedTimers:
     """The core's timer heap as the calls see it: a timer whose callback is a call's method
     runs under ``CallManager.guarded`` (an exception there must not reach the shell's timer
@@ -441,89 +467,96 @@ class CallManager:
         """Route an authorised INVITE and ring the callee; returns the Call (None if refused).
 
         The Lua services act here: feature codes and the originating hook before routing,
-        the terminating hook before a local callee is alerted (forwarding, DND, ...).
+        the terminating hook before a local callee is alerted (forwarding, DND, ...); each
+        decision is applied by ``_apply``.
         """
-        dialled = callee or request.uri.number or ""
+        setup = _Setup(caller, caller_ext, display, direction, trunk or "",
+                       callee or request.uri.number or "", route, self.no_answer_timeout)
         hooks = self.hooks
-        diversions: list[tuple[str, object]] = []
-        ring_time = self.no_answer_timeout
-        facts_args = dict(display=display, caller_ext=caller_ext, direction=direction,
-                          trunk=trunk or "")
-
-        def refuse(status, reason, why):
-            self.counters["rejected"] += 1
-            self._answer(tx, request, status, reason or None)
-            self._write_rejected(request, caller, dialled, direction, status, why or reason)
-            return None
-
         if hooks.active:
-            facts = hooks.facts(request, request.call_id, caller, dialled, **facts_args)
+            facts = hooks.facts(request, request.call_id, setup.caller, setup.dialled,
+                                **setup.facts_args())
             if route is None and caller_ext is not None:
-                feature = hooks.feature(dialled, facts)
+                feature = hooks.feature(setup.dialled, facts)
                 if feature is not None:
-                    return self._feature(feature, request, source, tx, caller, caller_ext,
-                                         display, direction, dialled)
-            decision = hooks.originating(facts)
-            caller, display = _caller_change(decision, caller, display)
-            facts_args["display"] = display
-            if decision.action == REJECT:
-                return refuse(decision.code, decision.reason, f"service {decision.service}")
-            if decision.action == REDIRECT:
-                onward = hooks.onward_refusal(facts, decision)
-                if onward is not None:
-                    return refuse(onward.code, onward.reason, f"service {onward.service}")
-                diversions.append((dialled, decision))
-                dialled, route = decision.target, None
-            elif decision.action in (ANSWER, FEATURE):
-                return self._answer_locally(request, source, tx, caller, caller_ext, display,
-                                            direction, dialled, decision.tone)
-        if route is None:
-            route = self.router.route(dialled, caller_ext)
+                    return self._feature(feature, request, source, tx, setup.caller, caller_ext,
+                                         setup.display, direction, setup.dialled)
+            outcome = self._apply(hooks.originating(facts), facts, setup.dialled, setup,
+                                  request, source, tx)
+            if outcome is not _GO_ON:
+                return outcome
         for _ in range(self.forward_limit + 1):
-            if not hooks.active or route.extension is None:
+            if setup.route is None:
+                setup.route = self.router.route(setup.dialled, caller_ext)
+            callee_ext = setup.route.extension
+            if not hooks.active or callee_ext is None:
                 break
             state = hooks.callee_state(
-                route.extension, self.context.waiting_blocked(self.directory(route.extension)))
-            facts = hooks.facts(request, request.call_id, caller, route.extension,
-                                diversions=[n for n, _ in diversions], **facts_args)
+                callee_ext, self.context.waiting_blocked(self.directory(callee_ext)))
+            facts = hooks.facts(request, request.call_id, setup.caller, callee_ext,
+                                diversions=[n for n, _ in setup.diversions],
+                                **setup.facts_args())
             decision = hooks.terminating(facts, state)
-            caller, display = _caller_change(decision, caller, display)
-            facts_args["display"] = display
-            if decision.action == REJECT:
-                return refuse(decision.code, decision.reason, f"service {decision.service}")
-            if decision.action == REDIRECT:
-                onward = hooks.onward_refusal(facts, decision)
-                if onward is not None:
-                    return refuse(onward.code, onward.reason, f"service {onward.service}")
-                diversions.append((route.extension, decision))
-                dialled = decision.target
-                route = self.router.route(dialled, caller_ext)
-                continue
-            if decision.action in (ANSWER, FEATURE):
-                return self._answer_locally(request, source, tx, caller, caller_ext, display,
-                                            direction, dialled, decision.tone)
-            if decision.ring_timeout:
-                ring_time = decision.ring_timeout
-            break
+            outcome = self._apply(decision, facts, callee_ext, setup, request, source, tx)
+            if outcome is not _GO_ON:
+                return outcome
+            if setup.route is not None:              # not diverted: ring this callee
+                if decision.ring_timeout:
+                    setup.ring_time = decision.ring_timeout
+                break
+        route = setup.route
+        if route is None:                            # diverted as often as allowed
+            route = self.router.route(setup.dialled, caller_ext)
         if route.status:
-            return refuse(route.status, route.reason, route.reason)
+            return self._refuse(request, tx, setup, route.status, route.reason, route.reason)
         callee_ext = route.extension
         ext = self.directory(callee_ext) if callee_ext else None
         if callee_ext in self.in_call and self.context.waiting_blocked(ext):
-            return refuse(486, None, "call waiting off")
-        call = self._new_call(request, source, tx, caller, caller_ext, display, direction,
-                              dialled, callee_ext, trunk)
-        for number, decision in diversions:
+            return self._refuse(request, tx, setup, 486, None, "call waiting off")
+        call = self._new_call(request, source, tx, setup.caller, caller_ext, setup.display,
+                              direction, setup.dialled, callee_ext, trunk)
+        for number, decision in setup.diversions:
             call.add_diversion(number, decision)
         if route.trunk_plan:
             call.direction = "outbound" if direction == "internal" else direction
             self.log.info("call {call_id}: {caller} -> {callee} via trunks {trunks}",
-                          call_id=call.id, caller=caller, callee=dialled,
+                          call_id=call.id, caller=setup.caller, callee=setup.dialled,
                           trunks=",".join(t.name for t, _ in route.trunk_plan))
-            call.ring_trunks(route.trunk_plan, ring_time)
+            call.ring_trunks(route.trunk_plan, setup.ring_time)
         else:
-            call.ring(route.targets, ring_time)
+            call.ring(route.targets, setup.ring_time)
         return call
+
+    def _apply(self, decision, facts, number, setup, request, source, tx):
+        """Apply a service's decision at the originating or terminating hook about
+        ``number``: a changed caller, a refusal (None), a local answer (the Call), or a
+        diversion (``setup`` gets the new number and no route yet). ``_GO_ON`` when the
+        setup goes on."""
+        setup.caller, setup.display = _caller_change(decision, setup.caller, setup.display)
+        action = decision.action
+        if action == REJECT:
+            return self._refuse(request, tx, setup, decision.code, decision.reason,
+                                f"service {decision.service}")
+        if action == REDIRECT:
+            onward = self.hooks.onward_refusal(facts, decision)
+            if onward is not None:
+                return self._refuse(request, tx, setup, onward.code, onward.reason,
+                                    f"service {onward.service}")
+            setup.diversions.append((number, decision))
+            setup.dialled, setup.route = decision.target, None
+        elif action in (ANSWER, FEATURE):
+            return self._answer_locally(request, source, tx, setup.caller, setup.caller_ext,
+                                        setup.display, setup.direction, setup.dialled,
+                                        decision.tone)
+        return _GO_ON
+
+    def _refuse(self, request, tx, setup, status, reason, why):
+        """Refuse the call being set up (and write its CDR); None, as start_call returns."""
+        self.counters["rejected"] += 1
+        self._answer(tx, request, status, reason or None)
+        self._write_rejected(request, setup.caller, setup.dialled, setup.direction, status,
+                             why or reason)
+        return None
 
     def _new_call(self, request, source, tx, caller, caller_ext, display, direction, dialled,
                   callee_ext, trunk) -> Call:
