@@ -41,6 +41,7 @@ from twisted.logger import Logger
 from mss.call.cdr import disposition_of
 from mss.call.context import CallContext
 from mss.call.hunting import TRUNK_NO_RESPONSE, TrunkHunt, fails_over
+from mss.call.invite import b_leg_invite
 from mss.call.legs import ALeg, BLeg, respond
 from mss.call.reauth import credentials_sent, reauthorized
 from mss.call.relay import relay_ack, relay_failed, relay_offer, relay_request
@@ -49,11 +50,9 @@ from mss.call.media import GatewayMedia
 from mss.call.services import diversion_header
 from mss.call.state import (ANSWERED, CANCELLED, EARLY, ENDED, FAILED, LEG_ANSWERED,
                             SETUP)
-from mss.services.api import CONTINUE_DECISION, is_anonymous
+from mss.services.api import CONTINUE_DECISION
 from mss.sip.dialog import Dialog
-from mss.sip.headers import Headers
 from mss.sip.message import Request, Response, make_response
-from mss.sip.uri import parse_uri
 
 COMPLETED_ELSEWHERE = 'SIP;cause=200;text="Call completed elsewhere"'
 def _best_failure(statuses: list[int]) -> int:
@@ -221,59 +220,9 @@ class Call:
             leg.tx = self.ctx.send_request(leg.invite, dest, self, leg, "invite")
 
     def _b_invite(self, leg: BLeg, sdp: bytes) -> Request:
-        m = self.ctx
-        a = self.a.request
-        display = self.caller_display
-        trunk = leg.trunk
-        caller = self.caller
-        if trunk is not None:
-            caller = trunk.from_user or caller
-            display = trunk.from_display or display
-        from_disp = f'"{display}" ' if display else ""
-        from_host = trunk.domain if trunk is not None else m.domain
-        if trunk is None and is_anonymous(a.from_.uri.number):
-            # the caller hid its number (anonymous From): the callee sees no more than that
-            caller, from_disp, from_host = "anonymous", '"Anonymous" ', "anonymous.invalid"
-        to_uri = leg.target if trunk is not None else f"sip:{self.callee}@{from_host}"
-        headers = [
-            ["Max-Forwards", str(max(0, (a.max_forwards or 70) - 1))],
-            ["From", f"{from_disp}<sip:{caller}@{from_host}>;tag={leg.tag}"],
-            ["To", f"<{to_uri}>"],
-            ["Call-ID", leg.call_id],
-            ["CSeq", "1 INVITE"],
-            ["Contact", f"<{leg.contact}>"],
-            ["Allow", m.allow],
-        ]
-        prack = trunk.prack if trunk is not None else "supported"
-        if prack != "off":
-            headers.append(["Supported", "100rel"])
-        if prack == "required":
-            headers.append(["Require", "100rel"])
-        if trunk is not None and trunk.identity:
-            name = "P-Asserted-Identity" if trunk.identity == "pai" else "P-Preferred-Identity"
-            headers.append([name, f"{from_disp}<sip:{caller}@{from_host}>"])
-        for name, value in self.extra_headers:
-            headers.append([name, value])
-        # RFC 3325: an identity asserted by a phone is not trusted (it would let an extension
-        # show any number); only a carrier's (a call in from a trunk) is passed on. A call
-        # from an extension carries the identity its digest authentication proved.
-        trusted_pai = trunk is None and self.caller_ext is None
-        for name in ("privacy", "p-asserted-identity") if trusted_pai else ("privacy",):
-            for value in a.headers.get_lines(name):
-                headers.append([name.title(), value])
-        if trunk is None and self.caller_ext is not None:
-            headers.append(["P-Asserted-Identity",
-                            f"{from_disp}<sip:{self.caller_ext}@{m.domain}>"])
-        if trunk is not None and "privacy" not in a.headers and is_anonymous(a.from_.uri.number):
-            # a phone hiding its number (anonymous From) calling out: the carrier gets the
-            # trunk's identity with Privacy: id (RFC 3325 section 9.3) so it withholds it
-            headers.append(["Privacy", "id"])
-        req = Request("INVITE", parse_uri(leg.target), Headers(headers))
-        if sdp:
-            req.set_body(sdp, a.headers.get("content-type") or "application/sdp")
-        else:
-            req.headers.add("Content-Length", "0")
-        return req
+        return b_leg_invite(self.ctx, self.a.request, leg, sdp, caller=self.caller,
+                            display=self.caller_display, callee=self.callee,
+                            caller_ext=self.caller_ext, extra_headers=self.extra_headers)
 
     # -- responses on a B leg's INVITE ---------------------------------------------------------
     def b_invite_response(self, leg: BLeg, resp: Response) -> None:
