@@ -32,6 +32,15 @@ INVITE it sent): an established call keeps only its dialogs.
 Every SDP passes through the media anchor (``IMediaAnchor``), which may rewrite it. The call
 ends exactly once (``end``): timers stop, media is freed, the CDR is written, and the manager
 forgets the call.
+
+Parts
+-----
+The call sees the switch only through its ``CallContext`` (``context.py``). What it does is
+split into parts that other features reuse: ``invite.py`` (the INVITE a B leg sends),
+``hunting.py`` (a route's trunks in order, failover, trunk limits), ``reauth.py`` (a
+carrier's 401/407), ``reliable.py`` (100rel/PRACK on both legs) and ``relay.py`` (in-dialog
+requests between legs). The parts keep no reference to the call: an ended call is freed by
+reference counting, not left to the cyclic garbage collector.
 """
 from __future__ import annotations
 
@@ -43,10 +52,10 @@ from mss.call.context import CallContext
 from mss.call.hunting import TRUNK_NO_RESPONSE, TrunkHunt, fails_over
 from mss.call.invite import b_leg_invite
 from mss.call.legs import ALeg, BLeg, respond
+from mss.call.media import GatewayMedia
 from mss.call.reauth import credentials_sent, reauthorized
 from mss.call.relay import relay_ack, relay_failed, relay_offer, relay_request
 from mss.call.reliable import caller_prack, needs_prack, prack_callee, send_provisional
-from mss.call.media import GatewayMedia
 from mss.call.services import diversion_header
 from mss.call.state import (ANSWERED, CANCELLED, EARLY, ENDED, FAILED, LEG_ANSWERED,
                             SETUP)
@@ -55,6 +64,8 @@ from mss.sip.dialog import Dialog
 from mss.sip.message import Request, Response, make_response
 
 COMPLETED_ELSEWHERE = 'SIP;cause=200;text="Call completed elsewhere"'
+
+
 def _best_failure(statuses: list[int]) -> int:
     """RFC 3261 §16.7 step 6, simplified for a B2BUA: 6xx, busy, other 4xx, 5xx, else 480."""
     if not statuses:

@@ -27,9 +27,9 @@ from mss.call.call import Call
 from mss.call.cdr import cdr_of, rejected_cdr
 from mss.call.context import CallContext
 from mss.call.legs import ALeg, BLeg
+from mss.call.media import PassThroughMedia
 from mss.call.relay import relayed_response
 from mss.call.reliable import caller_wants_reliable
-from mss.call.media import PassThroughMedia
 from mss.call.routing import Router
 from mss.call.services import ServiceHooks
 from mss.call.state import ANSWERED, ENDED, LEG_ANSWERED, SETUP

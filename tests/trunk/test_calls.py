@@ -1,5 +1,5 @@
 # -*- test-case-name: tests.trunk.test_calls -*-
-"""Trunk calls in the call core (mss.call.call ring_trunks/_next_trunk/_trunk_auth and
+"""Trunk calls in the call core (mss.call.hunting, mss.call.reauth, mss.call.call and
 mss.call.manager _trunk_invite) with a real TrunkDispatcher: the INVITE a carrier gets,
 digest on the INVITE, failover rules, and per-direction counts released on every way a
 call ends. Driven through the call tests' in-memory switch (tests.call.fakes) and task.Clock;
@@ -321,7 +321,7 @@ class SilentCarrierTests(TrunkCallTestCase):
     TRUNK_NO_RESPONSE seconds instead of Timer B (32 s, longer than the ring time)."""
 
     def test_next_trunk_after_silence(self):
-        from mss.call.call import TRUNK_NO_RESPONSE
+        from mss.call.hunting import TRUNK_NO_RESPONSE
         out = self.dial()
         self.c1.inbox.clear()
         self.sw.advance(TRUNK_NO_RESPONSE - 0.1)
@@ -338,7 +338,7 @@ class SilentCarrierTests(TrunkCallTestCase):
         self.released()
 
     def test_late_answers_of_the_silent_carrier_are_ended(self):
-        from mss.call.call import TRUNK_NO_RESPONSE
+        from mss.call.hunting import TRUNK_NO_RESPONSE
         self.dial()
         late = self.c1.incoming()
         self.c1.inbox.clear()
