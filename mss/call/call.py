@@ -87,8 +87,9 @@ def _best_failure(statuses: list[int]) -> int:
 class Call:
     log = Logger()
 
-    def __init__(self, ctx: CallContext, a: ALeg, caller: str, caller_display: str | None, callee: str,
-                 callee_ext: str | None, direction: str = "internal", caller_ext: str | None = None):
+    def __init__(self, ctx: CallContext, a: ALeg, caller: str, caller_display: str | None,
+                 callee: str, callee_ext: str | None, direction: str = "internal",
+                 caller_ext: str | None = None):
         self.ctx = ctx
         self.a = a
         self.id = a.request.call_id
@@ -315,7 +316,8 @@ class Call:
             if self.a.late_offer:
                 d = self.ctx.media.offer(self.id, leg.tag, resp.body, "B")
             else:
-                d = self.ctx.media.answer(self.id, self.a.request.from_.tag, leg.tag, resp.body, "B")
+                d = self.ctx.media.answer(self.id, self.a.request.from_.tag, leg.tag, resp.body,
+                                          "B")
             d.addCallbacks(lambda s: self._a_answer(resp, s), self.media_failed)
         else:
             self._a_answer(resp, b"")
@@ -591,7 +593,8 @@ class Call:
             if a.late_offer and self.winner is not None and self.winner.ack is None:
                 body = ack.body
                 if body:
-                    d = self.ctx.media.answer(self.id, self.winner.tag, a.request.from_.tag, body, "A")
+                    d = self.ctx.media.answer(self.id, self.winner.tag, a.request.from_.tag,
+                                              body, "A")
                     d.addCallbacks(lambda s: self._ack(self.winner, s), self.media_failed)
                 else:
                     self._ack(self.winner, b"")

@@ -70,9 +70,11 @@ class _Setup:
         self.ring_time = ring_time
         self.diversions: list[tuple[str, object]] = []   # (number diverted from, Decision)
 
-    def facts_args(self) -> dict:
-        return dict(display=self.display, caller_ext=self.caller_ext,
-                    direction=self.direction, trunk=self.trunk)
+    def facts(self, hooks, request, callee: str, diversions=()):
+        """What the services are told about this call, to ``callee``, as it stands now."""
+        return hooks.facts(request, request.call_id, self.caller, callee, display=self.display,
+                           caller_ext=self.caller_ext, direction=self.direction,
+                           trunk=self.trunk, diversions=diversions)
 
 
 class _GuardedTimers:
@@ -175,8 +177,8 @@ class CallManager:
 
     def set_engine(self, engine, forward_limit: int = 5) -> None:
         """Attach the Lua service engine (``mss.services.engine.ServiceEngine``)."""
-        self.hooks.engine = engine
-        self.forward_limit = forward_limit
+        self.context.hooks.engine = engine
+        self.context.forward_limit = forward_limit
 
     # -- helpers the calls use -----------------------------------------------------------------
     def now(self) -> float:
@@ -207,38 +209,38 @@ class CallManager:
         if call.callee_ext:
             self.in_call[call.callee_ext] = self.in_call.get(call.callee_ext, 0) + 1
         self.counters["answered"] += 1
-        if self.hooks.active:
-            self.hooks.answered(call.facts())
+        if self.context.hooks.active:
+            self.context.hooks.answered(call.facts())
         for listener in self.listeners:
             listener(call, "answered")
 
     def call_ended(self, call: Call) -> None:
-        if self.trunks is not None:
+        if self.context.trunks is not None:
             # a call from a trunk may go out through one as well (forwarded by a service)
             if call.inbound_trunk:
-                self.trunks.release(call.inbound_trunk, "in")
+                self.context.trunks.release(call.inbound_trunk, "in")
             if call.trunk and call.trunk_direction == "out":
-                self.trunks.release(call.trunk, "out")
+                self.context.trunks.release(call.trunk, "out")
         if call.answer_time is None:
             self.setting_up -= 1
         elif call.callee_ext:
             self._dec(call.callee_ext)
         if call.caller_ext:
             self._dec(call.caller_ext)
-        if call.barged is not None and hasattr(self.media, "room_leave"):
-            self.media.room_leave(call.id, call.a.request.from_.tag)
+        if call.barged is not None and hasattr(self.context.media, "room_leave"):
+            self.context.media.room_leave(call.id, call.a.request.from_.tag)
             victim = call.barged
             if victim.state is ANSWERED and not any(
                     o.barged is victim and o is not call for o in self.calls.values()):
                 # the last operator left: the two parties go back to plain relaying (no mixing
                 # for the rest of their call)
-                self.media.room_leave(victim.id, victim.a.request.from_.tag)
+                self.context.media.room_leave(victim.id, victim.a.request.from_.tag)
                 if victim.winner is not None:
-                    self.media.room_leave(victim.id, victim.winner.tag)
+                    self.context.media.room_leave(victim.id, victim.winner.tag)
         for other in list(self.calls.values()):
             if other.barged is call and other is not call:
                 other.hangup("the call it broke into ended")
-        self.media.delete(call.id)
+        self.context.media.delete(call.id)
         try:
             self.store.add_cdr(cdr_of(call))          # durable before the call is dropped
         except Exception:
@@ -255,8 +257,8 @@ class CallManager:
         self.log.info("call {call_id} {caller} -> {callee} ended: {disposition} ({cause})",
                       call_id=call.id, caller=call.caller, callee=call.callee,
                       disposition=call.disposition, cause=call.cause)
-        if self.hooks.active:
-            self.hooks.ended(call.facts(), call.disposition)
+        if self.context.hooks.active:
+            self.context.hooks.ended(call.facts(), call.disposition)
         for listener in self.listeners:
             listener(call, "ended")
 
@@ -403,14 +405,14 @@ class CallManager:
             self.counters["overload"] += 1
             self._answer(tx, request, 503, extra=(("Retry-After", str(self.retry_after)),))
             return
-        if not getattr(self.media, "available", True):
+        if not getattr(self.context.media, "available", True):
             # a call now would connect with no audio: refuse it until the gateway is back
             self.counters["media_down"] += 1
             self._answer(tx, request, 503, MEDIA_DOWN, extra=self.media_down_headers())
             return
-        trunk = self.trunks.inbound_trunk(source.host, request.uri.number,
+        trunk = self.context.trunks.inbound_trunk(source.host, request.uri.number,
                                           request.to.uri.number) \
-            if self.trunks is not None else None
+            if self.context.trunks is not None else None
         if trunk is not None:
             self._trunk_invite(request, source, tx, trunk)
             return
@@ -437,7 +439,8 @@ class CallManager:
     def _trunk_invite(self, request, source, tx, trunk):
         """An INVITE from a carrier: no digest; the DID picks the extension; inbound limits."""
         number = request.uri.number or ""
-        ext = self.trunks.did(number) or self.trunks.did(request.to.uri.number or "")
+        trunks = self.context.trunks
+        ext = trunks.did(number) or trunks.did(request.to.uri.number or "")
         caller = request.from_.uri.number or "anonymous"
         if ext is None:
             self.log.info("inbound call on trunk {trunk} to unknown DID {did}", trunk=trunk.name,
@@ -445,7 +448,7 @@ class CallManager:
             self._answer(tx, request, 404)
             self._write_rejected(request, caller, number, "inbound", 404, "unknown DID")
             return
-        refused = self.trunks.acquire(trunk, "in")
+        refused = self.context.trunks.acquire(trunk, "in")
         if refused:
             self.log.info("inbound call on trunk {trunk} refused by its limit ({status})",
                           trunk=trunk.name, status=refused)
@@ -454,13 +457,13 @@ class CallManager:
             return
         call = self.start_call(request, source, tx, caller=caller, caller_ext=None,
                                display=request.from_.display, direction="inbound",
-                               route=self.router.local(ext), callee=ext, trunk=trunk.name)
+                               route=self.context.router.local(ext), callee=ext, trunk=trunk.name)
         if call is None:
-            self.trunks.release(trunk.name, "in")
+            self.context.trunks.release(trunk.name, "in")
         elif call.inbound_trunk is None:               # a service answered it itself
             call.inbound_trunk = trunk.name
             if call.state is ENDED:                  # ... and it is over already
-                self.trunks.release(trunk.name, "in")
+                self.context.trunks.release(trunk.name, "in")
 
     def start_call(self, request, source, tx, *, caller, caller_ext, display, direction,
                    route=None, callee=None, trunk=None):
@@ -471,11 +474,10 @@ class CallManager:
         decision is applied by ``_apply``.
         """
         setup = _Setup(caller, caller_ext, display, direction, trunk or "",
-                       callee or request.uri.number or "", route, self.no_answer_timeout)
-        hooks = self.hooks
+                       callee or request.uri.number or "", route, self.context.no_answer_timeout)
+        hooks = self.context.hooks
         if hooks.active:
-            facts = hooks.facts(request, request.call_id, setup.caller, setup.dialled,
-                                **setup.facts_args())
+            facts = setup.facts(hooks, request, setup.dialled)
             if route is None and caller_ext is not None:
                 feature = hooks.feature(setup.dialled, facts)
                 if feature is not None:
@@ -485,17 +487,16 @@ class CallManager:
                                   request, source, tx)
             if outcome is not _GO_ON:
                 return outcome
-        for _ in range(self.forward_limit + 1):
+        for _ in range(self.context.forward_limit + 1):
             if setup.route is None:
-                setup.route = self.router.route(setup.dialled, caller_ext)
+                setup.route = self.context.router.route(setup.dialled, caller_ext)
             callee_ext = setup.route.extension
             if not hooks.active or callee_ext is None:
                 break
             state = hooks.callee_state(
                 callee_ext, self.context.waiting_blocked(self.directory(callee_ext)))
-            facts = hooks.facts(request, request.call_id, setup.caller, callee_ext,
-                                diversions=[n for n, _ in setup.diversions],
-                                **setup.facts_args())
+            facts = setup.facts(hooks, request, callee_ext,
+                                [n for n, _ in setup.diversions])
             decision = hooks.terminating(facts, state)
             outcome = self._apply(decision, facts, callee_ext, setup, request, source, tx)
             if outcome is not _GO_ON:
@@ -506,7 +507,7 @@ class CallManager:
                 break
         route = setup.route
         if route is None:                            # diverted as often as allowed
-            route = self.router.route(setup.dialled, caller_ext)
+            route = self.context.router.route(setup.dialled, caller_ext)
         if route.status:
             return self._refuse(request, tx, setup, route.status, route.reason, route.reason)
         callee_ext = route.extension
@@ -538,7 +539,7 @@ class CallManager:
             return self._refuse(request, tx, setup, decision.code, decision.reason,
                                 f"service {decision.service}")
         if action == REDIRECT:
-            onward = self.hooks.onward_refusal(facts, decision)
+            onward = self.context.hooks.onward_refusal(facts, decision)
             if onward is not None:
                 return self._refuse(request, tx, setup, onward.code, onward.reason,
                                     f"service {onward.service}")
@@ -599,7 +600,7 @@ class CallManager:
         if decision.action == REDIRECT:
             return self.start_call(request, source, tx, caller=caller, caller_ext=caller_ext,
                                    display=display, direction=direction,
-                                   route=self.router.route(decision.target, caller_ext),
+                                   route=self.context.router.route(decision.target, caller_ext),
                                    callee=decision.target)
         return self._answer_locally(request, source, tx, caller, caller_ext, display, direction,
                                     dialled, decision.tone or "confirm")
@@ -612,7 +613,7 @@ class CallManager:
             self._answer(tx, request, 480, "Target Not In A Call")
             self._write_rejected(request, caller, target, "internal", 480, "break-in: idle target")
             return None
-        if not hasattr(self.media, "room_join"):
+        if not hasattr(self.context.media, "room_join"):
             self._answer(tx, request, 503, "No Media Gateway For Break-In")
             return None
         call = self._new_call(request, source, tx, caller, caller_ext, display, "internal",
